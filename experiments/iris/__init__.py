@@ -1,0 +1,1 @@
+"""The two-layer net on Iris, trained on its hand-derived gradients."""

@@ -1,0 +1,75 @@
+"""The `jaxnets` command: `jaxnets --help` lists the subcommands.
+
+Experiments and the heavier commands live in their own modules, imported only when they run,
+so `jaxnets --help` is quick. Each such module has `add_arguments(parser)` and `run(args) -> int`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# `jaxnets train NAME`: name -> (module, one-line help).
+EXPERIMENTS: dict[str, tuple[str, str]] = {
+    "iris": ("experiments.iris.main", "two-layer net on Iris, several (lr, hidden) settings"),
+    "digits": ("experiments.images.digits", "small CNN on scikit-learn's 8x8 digits (ships with it)"),
+    "fashion-mnist": ("experiments.images.fashion_mnist", "Fashion-MNIST CNN (IDX files or TFDS)"),
+    "cifar10": ("experiments.images.cifar10", "CIFAR-10 from scratch with augmentation"),
+    "gcn": ("experiments.gcn.main", "GCN on Cora, ENZYMES or OGB datasets (jraph)"),
+}
+
+# Other subcommands backed by a module: name -> (module, one-line help).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "gradcheck": (
+        "jaxnets.gradcheck.main",
+        "audit every layer and model: hand-derived vs jax.grad vs numerical gradients",
+    ),
+    "bench": ("jaxnets.bench.main", "speed benchmarks (e.g. `jaxnets bench cnn`) against PyTorch"),
+    "data": ("jaxnets.data.main", "dataset facts, e.g. `jaxnets data info enzymes --data-dir DIR`"),
+}
+
+
+def _run_module(module_name: str, prog: str, description: str, argv: Sequence[str]) -> int:
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    module.add_arguments(parser)
+    return module.run(parser.parse_args(argv))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jaxnets",
+        description="Neural-network coursework in JAX with hand-derived backprop you can audit.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        # Its own parser (built in main) reads the flags, --help included.
+        sub.add_parser(name, help=help_text, add_help=False)
+
+    listing = "\n".join(f"  {name:<16}{help_text}" for name, (_, help_text) in EXPERIMENTS.items())
+    train = sub.add_parser(
+        "train",
+        help="run an experiment; writes DIR/results.json, metrics.jsonl, plots, checkpoints",
+        description="Run an experiment. `jaxnets train NAME --help` shows its flags.\n\n"
+        f"experiments:\n{listing}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    train.add_argument("experiment", choices=sorted(EXPERIMENTS), metavar="NAME")
+    train.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, rest = build_parser().parse_known_args(argv)
+    if args.command == "train":
+        module_name, help_text = EXPERIMENTS[args.experiment]
+        return _run_module(module_name, f"jaxnets train {args.experiment}", help_text,
+                           args.rest + rest)
+    module_name, help_text = COMMANDS[args.command]
+    return _run_module(module_name, f"jaxnets {args.command}", help_text, rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""What every experiment shares: the run folder, checkpoints, plots and the trainer."""
