@@ -14,7 +14,10 @@ from collections.abc import Sequence
 # `jaxnets train NAME`: name -> (module, one-line help).
 EXPERIMENTS: dict[str, tuple[str, str]] = {
     "iris": ("experiments.iris.main", "two-layer net on Iris, several (lr, hidden) settings"),
-    "digits": ("experiments.images.digits", "small CNN on scikit-learn's 8x8 digits (ships with it)"),
+    "digits": (
+        "experiments.images.digits",
+        "small CNN on scikit-learn's 8x8 digits (ships with it)",
+    ),
     "fashion-mnist": ("experiments.images.fashion_mnist", "Fashion-MNIST CNN (IDX files or TFDS)"),
     "cifar10": ("experiments.images.cifar10", "CIFAR-10 from scratch with augmentation"),
     "gcn": ("experiments.gcn.main", "GCN on Cora, ENZYMES or OGB datasets (jraph)"),
@@ -65,8 +68,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, rest = build_parser().parse_known_args(argv)
     if args.command == "train":
         module_name, help_text = EXPERIMENTS[args.experiment]
-        return _run_module(module_name, f"jaxnets train {args.experiment}", help_text,
-                           args.rest + rest)
+        return _run_module(
+            module_name, f"jaxnets train {args.experiment}", help_text, args.rest + rest
+        )
     module_name, help_text = COMMANDS[args.command]
     return _run_module(module_name, f"jaxnets {args.command}", help_text, rest)
 

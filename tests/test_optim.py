@@ -296,3 +296,38 @@ def test_adamw_needs_params():
     p = {"w": jnp.ones(2)}
     with pytest.raises(ValueError, match="needs params"):
         opt.update(p, opt.init(p))
+
+
+def test_adamw_prefix_mask_matches_optax():
+    """A mask that is a prefix of the params tree covers whole subtrees, as in optax."""
+    rng = np.random.default_rng(2)
+    params = {
+        "dense": {"w": jnp.asarray(rng.normal(size=(3, 2)), jnp.float32)},
+        "norm": {"g": jnp.ones(2), "b": jnp.zeros(2)},
+    }
+    mask = {"dense": True, "norm": False}
+    grads = jax.tree.map(lambda p: jnp.asarray(rng.normal(size=(20, *p.shape)), p.dtype), params)
+    ours = optim.adamw(1e-2, weight_decay=0.5, mask=mask)
+    theirs = optax.adamw(1e-2, weight_decay=0.5, mask=mask)
+    ha, hb = trajectory(ours, params, grads), trajectory(theirs, params, grads)
+    for a, b in zip(jax.tree.leaves(ha), jax.tree.leaves(hb), strict=True):
+        np.testing.assert_allclose(a, b, rtol=TOL["float32"], atol=TOL["float32"])
+    # and the decay really is off for the norm subtree: it matches plain adam there
+    hc = trajectory(optim.adam(1e-2), params, grads)
+    np.testing.assert_allclose(ha["norm"]["g"], hc["norm"]["g"], rtol=1e-6)
+    assert not np.allclose(ha["dense"]["w"], hc["dense"]["w"], rtol=1e-6)
+
+
+def test_composes_with_optax():
+    """Ours are ordinary GradientTransformations: optax.chain and optax.MultiSteps accept them."""
+    params, grads = make_problem(jnp.float32)
+    grads = jax.tree.map(lambda g: g[:30], grads)
+    ours = optax.chain(optax.clip_by_global_norm(1.0), optim.adam(1e-2))
+    theirs = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(1e-2))
+    ha, hb = trajectory(ours, params, grads), trajectory(theirs, params, grads)
+    for a, b in zip(jax.tree.leaves(ha), jax.tree.leaves(hb), strict=True):
+        np.testing.assert_allclose(a, b, rtol=TOL["float32"], atol=TOL["float32"])
+    multi = optax.MultiSteps(optim.sgd(0.1), every_k_schedule=2)
+    state = multi.init(params)
+    u, state = multi.update(jax.tree.map(lambda g: g[0], grads), state, params)
+    assert all(float(jnp.max(jnp.abs(x))) == 0.0 for x in jax.tree.leaves(u))  # accumulating

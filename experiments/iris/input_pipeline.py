@@ -27,12 +27,20 @@ def load_splits(val_fraction: float, test_fraction: float, seed: int) -> IrisSpl
         x, y, test_size=test_fraction, stratify=y, random_state=seed
     )
     x_train, x_val, y_train, y_val = train_test_split(
-        x_rest, y_rest, test_size=val_fraction / (1 - test_fraction), stratify=y_rest,
+        x_rest,
+        y_rest,
+        test_size=val_fraction / (1 - test_fraction),
+        stratify=y_rest,
         random_state=seed,
     )
     mean, std = x_train.mean(axis=0), x_train.std(axis=0)
     scale = lambda a: (a - mean) / std  # noqa: E731
     return IrisSplits(
-        scale(x_train), y_train, scale(x_val), y_val, scale(x_test), y_test,
+        scale(x_train),
+        y_train,
+        scale(x_val),
+        y_val,
+        scale(x_test),
+        y_test,
         tuple(iris.target_names),
     )

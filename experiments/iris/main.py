@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 
 
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/iris", help="run folder (default: runs/iris)")
     parser.add_argument("--epochs", type=int, default=100)

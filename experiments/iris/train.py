@@ -144,9 +144,16 @@ def _plot(curves: dict[str, list[dict[str, float]]], run: RunDir) -> None:
         color = f"C{i}"
         epochs = [r["epoch"] for r in history]
         for ax, metric in ((ax_loss, "loss"), (ax_acc, "accuracy")):
-            ax.plot(epochs, [r[f"train_{metric}"] for r in history], color=color, label=f"{name} train")
-            ax.plot(epochs, [r[f"val_{metric}"] for r in history], color=color, ls="--",
-                    label=f"{name} val")
+            ax.plot(
+                epochs, [r[f"train_{metric}"] for r in history], color=color, label=f"{name} train"
+            )
+            ax.plot(
+                epochs,
+                [r[f"val_{metric}"] for r in history],
+                color=color,
+                ls="--",
+                label=f"{name} val",
+            )
             ax.set_xlabel("epoch")
             ax.set_ylabel(metric)
             ax.grid(alpha=0.3)

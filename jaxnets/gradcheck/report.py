@@ -58,6 +58,8 @@ def audit_table(results: Sequence[GradCheck]) -> Table:
 def print_summary(results: Sequence[GradCheck], console: Console) -> None:
     failed = [r.name for r in results if not r.passed]
     if failed:
-        console.print(f"[bold red]{len(failed)} of {len(results)} checks failed:[/] {', '.join(failed)}")
+        console.print(
+            f"[bold red]{len(failed)} of {len(results)} checks failed:[/] {', '.join(failed)}"
+        )
     else:
         console.print(f"[bold green]All {len(results)} gradient checks passed.[/]")

@@ -23,7 +23,9 @@ def check_int(layer: str, name: str, x: Any) -> None:
         raise TypeError(f"{layer}: {name} must hold integer class indices, got dtype {dtype}")
 
 
-def check_ndim(layer: str, name: str, x: Any, ndim: int | tuple[int, ...], meaning: str = "") -> None:
+def check_ndim(
+    layer: str, name: str, x: Any, ndim: int | tuple[int, ...], meaning: str = ""
+) -> None:
     allowed = (ndim,) if isinstance(ndim, int) else ndim
     if jnp.ndim(x) not in allowed:
         want = " or ".join(f"{n}-D" for n in allowed)

@@ -22,7 +22,9 @@ def _as_targets(layer: str, labels: Array, num_classes: int, dtype) -> Array:
         return jax.nn.one_hot(labels, num_classes, dtype=dtype)
     check_ndim(layer, "target rows", labels, 2, "(N, C)")
     if labels.shape[1] != num_classes:
-        raise ValueError(f"{layer}: targets have {labels.shape[1]} classes, scores have {num_classes}")
+        raise ValueError(
+            f"{layer}: targets have {labels.shape[1]} classes, scores have {num_classes}"
+        )
     return labels.astype(dtype)
 
 

@@ -1,6 +1,6 @@
 """The course's three-layer conv net, on NHWC images:
 
-    conv (F filters k x k, stride 1, "same") - relu - 2x2 max pool - affine (hidden) - relu - affine (classes)
+    conv (F k x k, stride 1, "same") - relu - 2x2 max pool - affine - relu - affine
 
 followed by softmax cross-entropy and 0.5 * reg * sum(W^2) on the weights. Default sizes are the
 course's: 32 filters 7x7, hidden 100, 10 classes, weights N(0, 1e-3^2), biases 0.

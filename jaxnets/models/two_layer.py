@@ -55,7 +55,7 @@ def two_layer_scores(params: Params, x: Array) -> Array:
 
 
 def two_layer_loss(params: Params, x: Array, y: Array, reg: float = 0.0) -> Array:
-    """Softmax cross-entropy + 0.5 * reg * sum(W^2); `jax.grad` of it is the hand-derived gradient."""
+    """Softmax cross-entropy + 0.5 * reg * sum(W^2); its `jax.grad` is the hand-derived gradient."""
     return losses.softmax_cross_entropy(two_layer_scores(params, x), y) + 0.5 * reg * _l2(params)
 
 

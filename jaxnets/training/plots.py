@@ -9,8 +9,8 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")  # files only: runs happen on headless machines and in CI
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 
 def plot_curves(
@@ -118,8 +118,9 @@ def save_prediction_grid(
     for ax, img, t, p in zip(np.ravel(axes), images, true_labels, predicted):
         img = np.asarray(img)
         ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray")
-        ax.set_title(f"{class_names[t]}\n{class_names[p]}", fontsize=7,
-                     color="black" if t == p else "red")
+        ax.set_title(
+            f"{class_names[t]}\n{class_names[p]}", fontsize=7, color="black" if t == p else "red"
+        )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -5,36 +5,30 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxnets.gradcheck.cases.base import LayerCase
+from jaxnets.gradcheck.cases.base import LayerCase, normal, randint
 from jaxnets.layers import core, losses
-
-f64 = jnp.float64
-
-
-def _normal(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-    return jax.random.normal(key, shape, f64)
 
 
 def _away_from_zero(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
     # Kinked functions (relu, leaky relu) have no derivative at 0: keep inputs off the kink so
     # central differences with h=1e-5 never straddle it.
-    x = _normal(key, shape)
+    x = normal(key, shape)
     return jnp.where(jnp.abs(x) < 0.05, x + 0.1, x)
 
 
 def _affine_args(key: jax.Array) -> tuple:
     kx, kw, kb = jax.random.split(key, 3)
-    return _normal(kx, (4, 3, 2, 2)), {"w": _normal(kw, (12, 5)), "b": _normal(kb, (5,))}
+    return normal(kx, (4, 3, 2, 2)), {"w": normal(kw, (12, 5)), "b": normal(kb, (5,))}
 
 
 def _scores_and_labels(key: jax.Array) -> tuple:
     kx, ky = jax.random.split(key)
-    return _normal(kx, (6, 5)), jax.random.randint(ky, (6,), 0, 5)
+    return normal(kx, (6, 5)), randint(ky, (6,), 0, 5)
 
 
 def _scores_and_soft_targets(key: jax.Array) -> tuple:
     kx, ky = jax.random.split(key)
-    return _normal(kx, (6, 5)), jax.nn.softmax(_normal(ky, (6, 5)))
+    return normal(kx, (6, 5)), jax.nn.softmax(normal(ky, (6, 5)))
 
 
 def _probs_and_labels(key: jax.Array) -> tuple:
@@ -44,11 +38,11 @@ def _probs_and_labels(key: jax.Array) -> tuple:
 
 def _pred_and_target(key: jax.Array) -> tuple:
     kx, ky = jax.random.split(key)
-    return _normal(kx, (5, 3)), _normal(ky, (5, 3))
+    return normal(kx, (5, 3)), normal(ky, (5, 3))
 
 
 def _one(shape: tuple[int, ...], away_from_kink: bool = False):
-    draw = _away_from_zero if away_from_kink else _normal
+    draw = _away_from_zero if away_from_kink else normal
     return lambda key: (draw(key, shape),)
 
 

@@ -1,0 +1,61 @@
+"""Audit cases for the GCN convolution and the masked batch norm of padded graph batches."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxnets.gradcheck.cases.base import LayerCase
+from jaxnets.layers import graph
+
+f64 = jnp.float64
+
+# A small graph with what real data has: both directions of undirected edges, a one-way edge
+# (2 -> 5), a repeated edge (0 -> 1 twice), nodes of different degrees and an isolated node (6),
+# so every term of the normalisation is exercised.
+SENDERS = jnp.array([0, 1, 0, 1, 2, 1, 3, 2, 4, 3, 2, 0])
+RECEIVERS = jnp.array([1, 0, 1, 2, 1, 3, 1, 4, 2, 4, 5, 3])
+NUM_NODES = 7
+
+
+def _gcn_args(key: jax.Array) -> tuple:
+    kx, kw, kb = jax.random.split(key, 3)
+    x = jax.random.normal(kx, (NUM_NODES, 4), f64)
+    params = {"w": jax.random.normal(kw, (4, 3), f64), "b": jax.random.normal(kb, (3,), f64)}
+    return x, params, SENDERS, RECEIVERS
+
+
+def _masked_batchnorm_args(*, eval_stats: bool):
+    def make(key: jax.Array) -> tuple:
+        kx, kg, kb, km, kv = jax.random.split(key, 5)
+        x = jax.random.normal(kx, (9, 4), f64) + 0.5
+        params = {"gamma": jax.random.normal(kg, (4,), f64), "beta": jax.random.normal(kb, (4,), f64)}
+        if eval_stats:
+            state = {"mean": jax.random.normal(km, (4,), f64), "var": jnp.exp(jax.random.normal(kv, (4,), f64))}
+        else:
+            state = {"mean": jnp.zeros(4, f64), "var": jnp.zeros(4, f64)}
+        mask = jnp.arange(9) < 6  # three padding rows, as in a padded graph batch
+        return x, params, state, mask
+
+    return jax.jit(make)
+
+
+CASES = [
+    LayerCase("gcn", graph.gcn_forward, graph.gcn_backward, _gcn_args),
+    LayerCase(
+        "masked_batchnorm (train)",
+        graph.masked_batchnorm_forward,
+        graph.masked_batchnorm_backward,
+        _masked_batchnorm_args(eval_stats=False),
+        {"train": True},
+        has_aux=True,
+    ),
+    LayerCase(
+        "masked_batchnorm (eval)",
+        graph.masked_batchnorm_forward,
+        graph.masked_batchnorm_backward,
+        _masked_batchnorm_args(eval_stats=True),
+        {"train": False},
+        has_aux=True,
+    ),
+]

@@ -1,0 +1,149 @@
+"""Graph layers with hand-derived backward passes: the GCN convolution and a masked batch norm.
+
+The graph is given as an edge list: edge e carries a message from node `senders[e]` to node
+`receivers[e]` (jraph's convention); an undirected graph lists both directions. The adjacency
+matrix is A[r, s] = number of edges s -> r. Graph structure (senders, receivers, masks) comes in
+as trailing, non-differentiable arguments, so `manual_vjp` gives it zero cotangents.
+
+GCN (Kipf & Welling 2017), with self loops and symmetric normalisation:
+
+    out = D^-1/2 (A + I) D^-1/2 X W + b,    D = diag of the row sums of A + I (1 + in-degree)
+
+computed sparsely: h = X W, then out[r] = sum_{e: s->r} h[s] / sqrt(d_s d_r) + h[r] / d_r + b.
+With Â = D^-1/2 (A + I) D^-1/2 the backward is
+
+    db = sum_n dout,   dh = Â^T dout,   dW = X^T dh,   dX = dh W^T
+
+where Â^T sends dout back along each edge reversed: dh[s] += dout[r] / sqrt(d_s d_r).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxnets.layers.checks import check_float, check_int, check_ndim, check_shape
+from jaxnets.layers.vjp import manual_vjp
+
+Array = jax.Array
+Params = dict[str, Array]
+State = dict[str, Array]
+
+
+def _check_edges(layer: str, senders: Array, receivers: Array) -> None:
+    check_int(layer, "senders", senders)
+    check_int(layer, "receivers", receivers)
+    check_ndim(layer, "senders", senders, 1, "(E,)")
+    if jnp.shape(receivers) != jnp.shape(senders):
+        raise ValueError(
+            f"{layer}: senders and receivers must have the same shape (E,), got "
+            f"{jnp.shape(senders)} and {jnp.shape(receivers)}"
+        )
+
+
+def gcn_degree(receivers: Array, num_nodes: int, dtype=jnp.float32) -> Array:
+    """1 + in-degree of every node: the diagonal of D for A + I."""
+    ones = jnp.ones(receivers.shape, dtype)
+    return 1 + jax.ops.segment_sum(ones, receivers, num_segments=num_nodes)
+
+
+# ----------------------------------------------------------------------------- GCN conv
+def gcn_forward(
+    x: Array, params: Params, senders: Array, receivers: Array
+) -> tuple[Array, tuple]:
+    """D^-1/2 (A + I) D^-1/2 x w + b for node features x (N, F), w (F, M), b (M,).
+
+    Edges pointing outside [0, N) are dropped by `segment_sum`; loaders check indices instead.
+    """
+    w, b = params["w"], params["b"]
+    check_float("gcn", "x", x)
+    check_ndim("gcn", "x", x, 2, "(N, F)")
+    check_ndim("gcn", "w", w, 2, "(F, M)")
+    if x.shape[1] != w.shape[0]:
+        raise ValueError(f"gcn: x has {x.shape[1]} features but w has shape {w.shape}")
+    check_shape("gcn", "b", b, (w.shape[1],))
+    _check_edges("gcn", senders, receivers)
+    n = x.shape[0]
+    deg = gcn_degree(receivers, n, x.dtype)
+    inv_sqrt = jax.lax.rsqrt(deg)
+    norm = (inv_sqrt[senders] * inv_sqrt[receivers])[:, None]  # one weight per edge
+    self_weight = (1 / deg)[:, None]  # the self loop's 1 / sqrt(d_i d_i)
+    # Multiply by w first: messages then carry M values instead of F (M << F for Cora).
+    h = x @ w
+    out = jax.ops.segment_sum(norm * h[senders], receivers, num_segments=n) + self_weight * h + b
+    return out, (x, w, senders, receivers, norm, self_weight)
+
+
+def gcn_backward(dout: Array, cache: tuple) -> tuple[Array, Params]:
+    x, w, senders, receivers, norm, self_weight = cache
+    # Â^T dout: each edge s -> r carries dout[r] back to s with the same weight.
+    dh = jax.ops.segment_sum(norm * dout[receivers], senders, num_segments=x.shape[0])
+    dh = dh + self_weight * dout
+    return dh @ w.T, {"w": x.T @ dh, "b": dout.sum(axis=0)}
+
+
+gcn = manual_vjp(gcn_forward, gcn_backward)
+
+
+# ----------------------------------------------------------------------------- masked batch norm
+def masked_batchnorm_forward(
+    x: Array,
+    params: Params,
+    state: State,
+    mask: Array,
+    *,
+    train: bool,
+    eps: float = 1e-5,
+    momentum: float = 0.9,
+) -> tuple[tuple[Array, State], dict]:
+    """Batch norm of x (N, D) over the rows where `mask` (N,) is true; other rows output 0.
+
+    Padded graph batches hold dummy nodes that must not enter the statistics. Same conventions
+    as `norm.batchnorm`: biased variance, running = momentum * running + (1 - momentum) * batch,
+    eval mode uses the running statistics. Returns ((out, new_state), cache).
+    """
+    check_float("masked_batchnorm", "x", x)
+    check_ndim("masked_batchnorm", "x", x, 2, "(N, D)")
+    check_shape("masked_batchnorm", "mask", mask, (x.shape[0],))
+    if not isinstance(train, bool):
+        raise TypeError(f"masked_batchnorm: train must be a Python bool, got {train!r}")
+    if not eps > 0:
+        raise ValueError(f"masked_batchnorm: eps must be positive, got {eps!r}")
+    d = x.shape[1]
+    for name, tree, keys in (("params", params, ("gamma", "beta")), ("state", state, ("mean", "var"))):
+        for k in keys:
+            if k not in tree:
+                raise ValueError(f"masked_batchnorm: {name} is missing {k!r}")
+            check_shape("masked_batchnorm", f"{name}['{k}']", tree[k], (d,))
+    gamma, beta = params["gamma"], params["beta"]
+    m = mask.astype(x.dtype)[:, None]
+    count = jnp.maximum(m.sum(), 1)
+    if train:
+        mean = (m * x).sum(axis=0) / count
+        var = (m * (x - mean) ** 2).sum(axis=0) / count
+        new_state = {
+            k: (momentum * state[k] + (1 - momentum) * batch).astype(state[k].dtype)
+            for k, batch in (("mean", mean), ("var", var))
+        }
+    else:
+        mean, var, new_state = state["mean"], state["var"], state
+    inv_std = jax.lax.rsqrt(var + eps)
+    xhat = (x - mean) * inv_std * m  # zero on padding rows, so they drop out of every sum below
+    cache = {"train" if train else "eval": (xhat, gamma, inv_std, m, count)}
+    return ((gamma * xhat + beta) * m, new_state), cache
+
+
+def masked_batchnorm_backward(dout: Array, cache: dict) -> tuple[Array, Params]:
+    ((mode, (xhat, gamma, inv_std, m, count)),) = cache.items()
+    dout = dout * m  # padding rows are constant zeros: nothing flows back through them
+    dparams = {"gamma": (dout * xhat).sum(axis=0), "beta": dout.sum(axis=0)}
+    dxhat = dout * gamma
+    if mode == "eval":
+        return dxhat * inv_std * m, dparams
+    # The usual closed form, with means taken over the `count` real rows only.
+    m1 = dxhat.sum(axis=0) / count
+    m2 = (dxhat * xhat).sum(axis=0) / count
+    return m * inv_std * (dxhat - m1 - xhat * m2), dparams
+
+
+masked_batchnorm = manual_vjp(masked_batchnorm_forward, masked_batchnorm_backward, has_aux=True)
