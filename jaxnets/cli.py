@@ -31,6 +31,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "bench": ("jaxnets.bench.main", "speed benchmarks (e.g. `jaxnets bench cnn`) against PyTorch"),
     "data": ("jaxnets.data.main", "dataset facts, e.g. `jaxnets data info enzymes --data-dir DIR`"),
+    "pretrain": ("experiments.bert.pretrain_main", "masked-language-model pretraining: `pretrain bert`"),
+    "finetune": ("experiments.bert.finetune_main", "IMDB sentiment fine-tuning: `finetune bert`"),
+    "predict": (
+        "experiments.bert.predict_main",
+        'sentiment of texts from a fine-tuned run: `predict sentiment "text" --run DIR`',
+    ),
 }
 
 

@@ -13,19 +13,21 @@ from jaxnets.gradcheck.core import rel_error
 from jaxnets.layers import conv
 from jaxnets.layers.layout import hwio_to_oihw, nchw_to_nhwc, nhwc_to_nchw, oihw_to_hwio
 
-CONV_CASES = [c for c in CASES if c.name.startswith("conv2d")]
+# Each variant on the course A geometry and on the one with unread rows; `jaxnets gradcheck`
+# runs every case (kept short here: float64 convolutions compile slowly on CPU).
+CONV_CASES = [
+    c for c in CASES if c.name.startswith("conv2d") and ("pad 1" in c.name or "unread" in c.name)
+]
 LAYERS = {"fast": conv.conv2d, "naive": conv.conv2d_naive}
 
 # (x shape, kernel, stride, padding): square and non-square, "same" with an even kernel, padding
 # larger than k - 1 (the dx padding goes negative), and (in + 2p - k) % s != 0 (unread rows).
 GEOMETRIES = [
-    ((2, 5, 5, 3), (3, 3), 1, "same"),
-    ((2, 5, 5, 3), (3, 3), 2, 1),
+    ((2, 4, 4, 3), (3, 3), 1, "same"),
     ((2, 6, 7, 3), (3, 2), (2, 3), (1, 0)),
-    ((1, 7, 6, 2), (4, 3), (3, 2), (3, 2)),
-    ((2, 5, 5, 2), (1, 1), 2, (2, 1)),
-    ((2, 6, 6, 2), (2, 2), 1, "same"),
-    ((1, 9, 8, 2), (5, 5), 3, "valid"),
+    ((1, 6, 5, 2), (4, 3), (3, 2), (3, 2)),
+    ((2, 4, 5, 2), (1, 1), 2, (2, 1)),
+    ((1, 5, 5, 2), (2, 2), 1, "same"),
 ]
 
 
@@ -49,7 +51,7 @@ def test_manual_vs_autodiff_vs_numerical(x64, case):
 @pytest.mark.parametrize("name", LAYERS)
 def test_jax_grad_runs_the_manual_backward(x64, name):
     layer = LAYERS[name]
-    x, params = _inputs((2, 6, 7, 3), (3, 2))
+    x, params = _inputs((1, 4, 5, 2), (3, 2))
     config = {"stride": (2, 3), "padding": (1, 0)}
     out, cache = layer.forward(x, params, **config)
     dout = jnp.asarray(np.random.default_rng(1).normal(size=out.shape))
@@ -59,8 +61,9 @@ def test_jax_grad_runs_the_manual_backward(x64, name):
         return jnp.vdot(layer(x, params, **config), dout)
 
     grad = jax.grad(loss, argnums=(0, 1))
-    assert rel_error(grad(x, params), expected) < 1e-12
     assert rel_error(jax.jit(grad)(x, params), expected) < 1e-12
+    if name == "fast":  # eagerly too (the naive loops would compile op by op: slow)
+        assert rel_error(grad(x, params), expected) < 1e-12
     # ... and it is the derivative of the plain lax convolution.
     plain = jax.grad(lambda x, p: jnp.vdot(conv.conv2d_forward(x, p, **config)[0], dout), (0, 1))
     assert rel_error(plain(x, params), expected) < 1e-10
@@ -71,13 +74,17 @@ def test_naive_and_fast_agree(x64, geometry):
     x_shape, kernel, stride, padding = geometry
     x, params = _inputs(x_shape, kernel)
     config = {"stride": stride, "padding": padding}
-    fast, fast_cache = conv.conv2d_forward(x, params, **config)
-    naive, naive_cache = conv.conv2d_naive_forward(x, params, **config)
-    assert fast.shape == naive.shape
-    assert rel_error(fast, naive) < 1e-10
-    dout = jnp.asarray(np.random.default_rng(2).normal(size=fast.shape))
-    grads_fast = conv.conv2d_backward(dout, fast_cache)
-    grads_naive = conv.conv2d_naive_backward(dout, naive_cache)
+
+    def run(layer, x, params, dout):
+        out, cache = layer.forward(x, params, **config)
+        return out, layer.backward(dout[:, : out.shape[1], : out.shape[2]], cache)
+
+    fast = jax.jit(lambda *a: run(conv.conv2d, *a))
+    naive = jax.jit(lambda *a: run(conv.conv2d_naive, *a))
+    dout = jnp.asarray(np.random.default_rng(2).normal(size=(x_shape[0], 9, 9, 4)))
+    (out_fast, grads_fast), (out_naive, grads_naive) = fast(x, params, dout), naive(x, params, dout)
+    assert out_fast.shape == out_naive.shape
+    assert rel_error(out_fast, out_naive) < 1e-10
     assert rel_error(grads_fast, grads_naive) < 1e-10
 
 
@@ -124,7 +131,9 @@ def test_course_a_conv_forward_float32():
     w = np.linspace(-0.2, 0.3, num=144, dtype=np.float32).reshape(3, 3, 4, 4)
     b = np.linspace(-0.1, 0.2, num=3, dtype=np.float32)
     expected = _numpy_conv_nchw(x.astype(np.float64), w.astype(np.float64), b, 2, 1)
-    out = conv.conv2d(nchw_to_nhwc(x), {"w": oihw_to_hwio(w), "b": jnp.asarray(b)}, stride=2, padding=1)
+    out = conv.conv2d(
+        nchw_to_nhwc(x), {"w": oihw_to_hwio(w), "b": jnp.asarray(b)}, stride=2, padding=1
+    )
     assert rel_error(nhwc_to_nchw(out), expected) < 1e-5
 
 
@@ -185,7 +194,11 @@ def test_layout_round_trips():
         (lambda x, p: (x, p, {"stride": (1, 1, 1)}), TypeError, r"stride must be an int or a pair"),
         (lambda x, p: (x, p, {"padding": "full"}), ValueError, r"padding must be one of"),
         (lambda x, p: (x, p, {"padding": -1}), ValueError, r"padding must be >= 0"),
-        (lambda x, p: (x[:, :2], p, {}), ValueError, r"3x3 kernel is larger than the padded input 2x5"),
+        (
+            lambda x, p: (x[:, :2], p, {}),
+            ValueError,
+            r"3x3 kernel is larger than the padded input 2x5",
+        ),
     ],
 )
 @pytest.mark.parametrize("name", LAYERS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import jax
@@ -18,11 +19,20 @@ LAYERS = (norm.batchnorm, norm.spatial_batchnorm, norm.layernorm, norm.groupnorm
 
 
 # ----------------------------------------------------------------------------- gradients
+def jitted(case):
+    """The same case with forward and backward compiled whole: run eagerly, check_layer compiles
+    some 70 single ops per case, most of this file's runtime. `jaxnets gradcheck` runs the
+    cases eagerly; they pass there too."""
+    forward = jax.jit(case.forward, static_argnames=tuple(case.config))
+    return dataclasses.replace(case, forward=forward, backward=jax.jit(case.backward))
+
+
 @pytest.mark.parametrize("case", NORM_CASES, ids=lambda c: c.name)
 def test_manual_vs_autodiff_vs_numerical(x64, case):
     # Thresholds are LayerCase's defaults: 1e-8 against jax.vjp (same math, different order of
-    # operations) and 1e-6 against float64 central differences with h = 1e-5.
-    result = case.run(seed=0)
+    # operations) and 1e-6 against float64 central differences with h = 1e-5, whose roundoff
+    # (~3e-10 absolute) sets the error on the smallest entries of dx.
+    result = jitted(case).run(seed=0)
     assert result.passed, result.as_dict()
 
 
@@ -33,7 +43,7 @@ def test_jax_grad_through_manual_vjp_is_manual_backward(x64, case, jit):
     args = case.make_args(jax.random.key(1))
     out, cache = case.forward(*args, **case.config)
     y = out[0] if case.has_aux else out
-    dout = jax.random.normal(jax.random.key(2), y.shape, y.dtype)
+    dout = jnp.asarray(np.random.default_rng(2).standard_normal(y.shape), y.dtype)
     manual = case.backward(dout, cache)
     n, fixed = len(manual), args[len(manual) :]
 
@@ -62,7 +72,7 @@ def test_batchnorm_init():
 
 
 def test_spatial_batchnorm_train_gamma_beta(x64):
-    # Course check: gamma [3, 4, 5], beta [6, 7, 8] give per-channel means [6, 7, 8], stds ~[3, 4, 5].
+    # Course check: gamma [3, 4, 5], beta [6, 7, 8] give channel means [6, 7, 8], stds ~[3, 4, 5].
     x = np.random.default_rng(0).normal(10, 4, (2, 3, 4, 5)).transpose(0, 2, 3, 1)  # NCHW -> NHWC
     params = {"gamma": jnp.array([3.0, 4.0, 5.0]), "beta": jnp.array([6.0, 7.0, 8.0])}
     _, state = norm.batchnorm_init(3, jnp.float64)
@@ -77,19 +87,39 @@ def test_spatial_batchnorm_train_gamma_beta(x64):
 
 
 def test_spatial_batchnorm_eval_after_50_train_passes():
-    # Course check: 50 train passes on 2.3 randn + 13, then eval-mode output has per-channel
-    # means within +-0.06 of 0 and stds within 0.96-1.03.
+    # Course check: 50 train passes on 2.3 randn + 13 of NCHW shape (10, 4, 11, 12), then the
+    # eval-mode output has per-channel means within +-0.06 of 0 and stds within 0.96-1.03.
+    # On ONE eval batch that is a coin flip: the zero-initialised running mean leaves a bias of
+    # 13 * 0.9**50 / 2.3 = 0.029 and one batch's channel mean has noise 1 / sqrt(1320) = 0.028,
+    # so only ~40% of seeds meet the bounds (a numpy simulation over 200 seeds). The bounds are
+    # checked on the average over 16 eval batches instead (noise 0.007; 199 of 200 seeds pass),
+    # and the exact running statistics against a numpy recomputation over the same draws.
     rng = np.random.default_rng(0)
-    n, c, h, w = 10, 4, 11, 12
+    shape, c = (10, 4, 11, 12), 4
     params, state = norm.batchnorm_init(c)
-    step = jax.jit(lambda x, s: norm.spatial_batchnorm(x, params, s, train=True)[1])
-    draw = lambda: jnp.asarray((2.3 * rng.standard_normal((n, c, h, w)) + 13).transpose(0, 2, 3, 1))
+    step = jax.jit(lambda x, s: norm.spatial_batchnorm(x, params, s, train=True))
+    evaluate = jax.jit(lambda x, s: norm.spatial_batchnorm(x, params, s, train=False))
+
+    def draw() -> np.ndarray:
+        return (2.3 * rng.standard_normal(shape) + 13).transpose(0, 2, 3, 1)  # NCHW -> NHWC
+
+    run_mean, run_var = np.zeros(c), np.zeros(c)
     for _ in range(50):
-        state = step(draw(), state)
-    out, kept = norm.spatial_batchnorm(draw(), params, state, train=False)
-    for k in state:  # eval mode returns the state unchanged
-        np.testing.assert_array_equal(kept[k], state[k])
-    means, stds = np.asarray(out.mean(axis=(0, 1, 2))), np.asarray(out.std(axis=(0, 1, 2)))
+        x = draw()
+        _, state = step(jnp.asarray(x, jnp.float32), state)
+        run_mean = 0.9 * run_mean + 0.1 * x.mean(axis=(0, 1, 2))
+        run_var = 0.9 * run_var + 0.1 * x.var(axis=(0, 1, 2))
+    np.testing.assert_allclose(state["mean"], run_mean, rtol=1e-5)
+    np.testing.assert_allclose(state["var"], run_var, rtol=1e-4)
+
+    means, stds = [], []
+    for _ in range(16):
+        out, kept = evaluate(jnp.asarray(draw(), jnp.float32), state)
+        for k in state:  # eval mode returns the state unchanged
+            np.testing.assert_array_equal(kept[k], state[k])
+        means.append(out.mean(axis=(0, 1, 2)))
+        stds.append(out.std(axis=(0, 1, 2)))
+    means, stds = np.mean(means, axis=0), np.mean(stds, axis=0)
     assert np.all(np.abs(means) < 0.06), means
     assert np.all((stds > 0.96) & (stds < 1.03)), stds
 
@@ -102,10 +132,14 @@ def test_batchnorm_running_stats_follow_momentum_formula(x64, momentum):
     run_mean, run_var = np.zeros(4), np.zeros(4)
     for _ in range(3):
         x = rng.normal(3, 2, (16, 4))
-        (out, state), _ = norm.batchnorm_forward(jnp.asarray(x), params, state, train=True, momentum=momentum)
+        (out, state), _ = norm.batchnorm_forward(
+            jnp.asarray(x), params, state, train=True, momentum=momentum
+        )
         mu = x.sum(axis=0) / len(x)
         var = ((x - mu) ** 2).sum(axis=0) / len(x)  # biased
-        np.testing.assert_allclose(out, _np_batchnorm(x, params["gamma"], params["beta"], mu, var), rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(
+            out, _np_batchnorm(x, params["gamma"], params["beta"], mu, var), rtol=1e-12, atol=1e-12
+        )
         run_mean = momentum * run_mean + (1 - momentum) * mu
         run_var = momentum * run_var + (1 - momentum) * var
         np.testing.assert_allclose(state["mean"], run_mean, rtol=1e-12)
@@ -124,7 +158,9 @@ def test_batchnorm_state_keeps_its_dtype_under_jit():
     out, new_state = jax.jit(lambda x, s: norm.batchnorm(x, params, s, train=True))(x, state)
     assert out.dtype == jnp.float32
     assert all(v.dtype == jnp.float32 for v in new_state.values())
-    np.testing.assert_allclose(new_state["mean"], 0.1 * np.arange(12.0).reshape(4, 3).mean(0), rtol=1e-6)
+    np.testing.assert_allclose(
+        new_state["mean"], 0.1 * np.arange(12.0).reshape(4, 3).mean(0), rtol=1e-6
+    )
 
 
 @pytest.mark.parametrize("shape", [(4, 6), (2, 3, 8)])
@@ -132,7 +168,9 @@ def test_layernorm_matches_numpy(x64, shape):
     rng = np.random.default_rng(2)
     x = rng.normal(1, 3, shape)
     gamma, beta = rng.normal(size=shape[-1]), rng.normal(size=shape[-1])
-    out, _ = norm.layernorm_forward(jnp.asarray(x), {"gamma": jnp.asarray(gamma), "beta": jnp.asarray(beta)})
+    out, _ = norm.layernorm_forward(
+        jnp.asarray(x), {"gamma": jnp.asarray(gamma), "beta": jnp.asarray(beta)}
+    )
     rows = x.reshape(-1, shape[-1])
     want = np.stack([_np_batchnorm(r, gamma, beta, r.mean(), r.var()) for r in rows])
     np.testing.assert_allclose(np.asarray(out).reshape(rows.shape), want, rtol=1e-12, atol=1e-12)
@@ -186,8 +224,10 @@ def test_batchnorm_rejects_bad_input():
 
 
 def test_spatial_batchnorm_rejects_bad_input():
-    x, params, state = _bn_args(3)
-    with pytest.raises(ValueError, match=re.escape("spatial_batchnorm: x must be 4-D (N, H, W, C)")):
+    _, params, state = _bn_args(3)
+    with pytest.raises(
+        ValueError, match=re.escape("spatial_batchnorm: x must be 4-D (N, H, W, C)")
+    ):
         norm.spatial_batchnorm_forward(jnp.ones((4, 3)), params, state, train=True)
     # Channels last: an NCHW array has the wrong last axis for gamma.
     msg = "spatial_batchnorm: params['gamma'] must have shape (5), got (3,)"
@@ -197,7 +237,9 @@ def test_spatial_batchnorm_rejects_bad_input():
 
 def test_layernorm_rejects_bad_input():
     params = {"gamma": jnp.ones(4), "beta": jnp.zeros(4)}
-    with pytest.raises(ValueError, match=re.escape("layernorm: params['gamma'] must have shape (5)")):
+    with pytest.raises(
+        ValueError, match=re.escape("layernorm: params['gamma'] must have shape (5)")
+    ):
         norm.layernorm_forward(jnp.ones((2, 5)), {"gamma": jnp.ones(4), "beta": jnp.zeros(5)})
     with pytest.raises(TypeError, match="layernorm: x must be a floating-point array"):
         norm.layernorm_forward(jnp.ones((2, 4), jnp.int32), params)
@@ -219,15 +261,19 @@ def test_groupnorm_rejects_bad_input():
         norm.groupnorm_forward(jnp.ones((2, 6)), params, groups=2)
     with pytest.raises(TypeError, match="groupnorm: x must be a floating-point array"):
         norm.groupnorm_forward(jnp.ones((2, 3, 3, 6), jnp.int32), params, groups=2)
-    with pytest.raises(ValueError, match=re.escape("groupnorm: params['beta'] must have shape (6)")):
+    with pytest.raises(
+        ValueError, match=re.escape("groupnorm: params['beta'] must have shape (6)")
+    ):
         norm.groupnorm_forward(x, {"gamma": jnp.ones(6), "beta": jnp.zeros(3)}, groups=2)
 
 
 def test_errors_fire_at_trace_time_under_jit():
     params = {"gamma": jnp.ones(4), "beta": jnp.zeros(4)}
-    with pytest.raises(ValueError, match=re.escape("layernorm: params['gamma'] must have shape (5)")):
+    with pytest.raises(
+        ValueError, match=re.escape("layernorm: params['gamma'] must have shape (5)")
+    ):
         jax.jit(lambda x: norm.layernorm(x, params))(jnp.ones((2, 5)))
     with pytest.raises(ValueError, match="not divisible by groups=4"):
-        jax.jit(lambda x: norm.groupnorm(x, {"gamma": jnp.ones(6), "beta": jnp.zeros(6)}, groups=4))(
-            jnp.ones((1, 2, 2, 6))
-        )
+        jax.jit(
+            lambda x: norm.groupnorm(x, {"gamma": jnp.ones(6), "beta": jnp.zeros(6)}, groups=4)
+        )(jnp.ones((1, 2, 2, 6)))

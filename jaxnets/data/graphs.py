@@ -130,7 +130,9 @@ class GraphDataset:
 
     def _check_index(self, index: int) -> int:
         if not -len(self) <= index < len(self):
-            raise IndexError(f"{self.name} has {len(self)} graphs (0..{len(self) - 1}), not {index}")
+            raise IndexError(
+                f"{self.name} has {len(self)} graphs (0..{len(self) - 1}), not {index}"
+            )
         return index % len(self)
 
     def label(self, index: int) -> np.ndarray:
@@ -247,7 +249,9 @@ def _unpickle(path: Path):
         raise DatasetFormatError(f"{path}: not a readable Planetoid pickle ({e})") from e
 
 
-def load_planetoid(name: str, data_dir: str | Path, *, normalize_features: bool = False) -> NodeDataset:
+def load_planetoid(
+    name: str, data_dir: str | Path, *, normalize_features: bool = False
+) -> NodeDataset:
     """Planetoid `ind.<name>.{x,y,tx,ty,allx,ally,graph,test.index}` as Kipf & Welling and PyG
     read them: test nodes reordered by test.index, train = the first 140 (20 per class) labelled
     nodes, validation the next 500, test the 1000 of test.index. Citeseer's isolated test nodes
@@ -261,7 +265,9 @@ def load_planetoid(name: str, data_dir: str | Path, *, normalize_features: bool 
     for part in ("x", "y", "tx", "ty", "allx", "ally", "graph"):
         path = folder / f"ind.{key}.{part}"
         if not path.is_file():
-            raise DatasetNotFoundError(f"{path} is missing (Planetoid needs x, y, tx, ty, allx, ally, graph, test.index)")
+            raise DatasetNotFoundError(
+                f"{path} is missing (Planetoid needs x, y, tx, ty, allx, ally, graph, test.index)"
+            )
         parts[part] = _unpickle(path)
     index_path = folder / f"ind.{key}.test.index"
     try:
@@ -269,7 +275,7 @@ def load_planetoid(name: str, data_dir: str | Path, *, normalize_features: bool 
     except (OSError, ValueError) as e:
         raise DatasetFormatError(f"{index_path}: expected one integer per line ({e})") from e
 
-    x, tx, allx = (_dense(parts[p], folder / f"ind.{key}.{p}") for p in ("x", "tx", "allx"))
+    tx, allx = (_dense(parts[p], folder / f"ind.{key}.{p}") for p in ("tx", "allx"))
     y, ty, ally = (np.asarray(parts[p]) for p in ("y", "ty", "ally"))
     lo, hi = test_index.min(), test_index.max()
     if len(tx) != len(test_index) or len(ty) != len(tx) or lo < len(allx):
@@ -287,7 +293,9 @@ def load_planetoid(name: str, data_dir: str | Path, *, normalize_features: bool 
 
     graph = parts["graph"]
     if not isinstance(graph, dict):
-        raise DatasetFormatError(f"{folder}/ind.{key}.graph: expected an adjacency dict, got {type(graph)}")
+        raise DatasetFormatError(
+            f"{folder}/ind.{key}.graph: expected an adjacency dict, got {type(graph)}"
+        )
     s = np.array([u for u, vs in graph.items() for _ in vs], np.int64)
     r = np.array([v for vs in graph.values() for v in vs], np.int64)
     if len(s) and (min(s.min(), r.min()) < 0 or max(s.max(), r.max()) >= n):
@@ -297,7 +305,7 @@ def load_planetoid(name: str, data_dir: str | Path, *, normalize_features: bool 
         features = row_normalize(features)
     splits = {
         "train": np.arange(len(y)),
-        "valid": np.arange(len(y), len(y) + 500),
+        "valid": np.arange(len(y), min(len(y) + 500, len(allx))),  # clipped only for tiny files
         "test": np.sort(test_index),
     }
     return NodeDataset(
@@ -324,7 +332,9 @@ def row_normalize(features: np.ndarray) -> np.ndarray:
     return np.where(sums > 0, features / np.where(sums > 0, sums, 1), 0).astype(features.dtype)
 
 
-def _single_graph(nodes: np.ndarray, senders: np.ndarray, receivers: np.ndarray) -> jraph.GraphsTuple:
+def _single_graph(
+    nodes: np.ndarray, senders: np.ndarray, receivers: np.ndarray
+) -> jraph.GraphsTuple:
     return jraph.GraphsTuple(
         nodes=nodes,
         edges=None,
@@ -479,7 +489,10 @@ def _ogb_split(folder: Path) -> dict[str, np.ndarray]:
     kinds = sorted(p for p in (folder / "split").glob("*") if p.is_dir())
     if not kinds:
         raise DatasetNotFoundError(f"{folder / 'split'} has no split folder (e.g. split/scaffold)")
-    return {s: _read_csv_gz(kinds[0] / f"{s}.csv.gz", np.int64)[:, 0] for s in ("train", "valid", "test")}
+    return {
+        s: _read_csv_gz(kinds[0] / f"{s}.csv.gz", np.int64)[:, 0]
+        for s in ("train", "valid", "test")
+    }
 
 
 def _ogb_task(name: str, labels: np.ndarray) -> tuple[str, str]:
@@ -493,7 +506,9 @@ def _ogb_task(name: str, labels: np.ndarray) -> tuple[str, str]:
     return "multiclass", "accuracy"
 
 
-def load_ogb(name: str, data_dir: str | Path, *, download: bool = False) -> NodeDataset | GraphDataset:
+def load_ogb(
+    name: str, data_dir: str | Path, *, download: bool = False
+) -> NodeDataset | GraphDataset:
     """An OGB dataset from its on-disk layout: raw/{edge, node-feat, num-node-list,
     num-edge-list, graph-label | node-label}.csv.gz and split/<kind>/{train,valid,test}.csv.gz.
     Edges are made undirected (OGB's add_inverse_edge; ogbn-arxiv symmetrised as the course)."""
@@ -561,7 +576,11 @@ def load_ogb(name: str, data_dir: str | Path, *, download: bool = False) -> Node
         labels=labels.astype(np.float32) if task != "multiclass" else labels,
         task=task,
         metric=metric,
-        num_classes={"multiclass": int(np.max(labels)) + 1, "binary": 2}.get(task, 0),
+        num_classes=2
+        if task == "binary"
+        else int(np.max(labels)) + 1
+        if task == "multiclass"
+        else 0,
         splits=splits,
         categorical=nodes.dtype == np.int64,
     )

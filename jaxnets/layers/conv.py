@@ -166,7 +166,8 @@ def conv2d_forward(
 #   The sum runs over the batch, so the batch axis plays "input feature" and C_in plays "batch":
 #   dimension numbers ("CHWN", "IHWO", "HWNC") read x and dout as they are and emit HWIO.
 #   The dilated dout spans (Ho-1) s + 1 = Hp - k - r + 1 rows, so a correlation over all of xp
-#   has k + r outputs; the last r would read rows no window reads: pad the bottom by p - r, not p.
+#   has k + r outputs; the last r are offsets a >= k the kernel does not have (they would pair
+#   dout with the r rows no window reads): pad the bottom by p - r instead of p to drop them.
 #
 # dx: xp[n,y,z,c] reaches out[n,i,j,f] through w[y - s_h i, z - s_w j, c, f] (when in range), so
 #     dxp[n,y,z,c] = sum_{i,j,f} dout[n,i,j,f] w[y - s_h i, z - s_w j, c, f].
@@ -225,19 +226,19 @@ def conv2d_naive_backward(dout: Array, cache: tuple) -> tuple[Array, Params]:
     # S_ab(xp)[n,i,j,:] = xp[n, a + sh i, b + sw j, :] is a strided slice (N, Ho, Wo, C_in).
     # Each tap is a plain matmul, so its gradients are dw[a, b] = S_ab(xp)^T dout (summed over
     # n, i, j) and dS_ab = dout @ w[a, b]^T, added back into the sliced positions of dxp.
-    x, w, b, win = cache
+    x, w, bias, win = cache
     (kh, kw), (sh, sw), (ho, wo) = win.size, win.stride, win.out_hw
     xp = pad_input(x, win)
     dxp = jnp.zeros_like(xp)
     dw = jnp.zeros_like(w)
     for a in range(kh):
-        for c in range(kw):
+        for b in range(kw):
             rows = slice(a, a + sh * (ho - 1) + 1, sh)
-            cols = slice(c, c + sw * (wo - 1) + 1, sw)
-            dw = dw.at[a, c].set(jnp.einsum("nijc,nijf->cf", xp[:, rows, cols, :], dout))
-            dxp = dxp.at[:, rows, cols, :].add(jnp.einsum("nijf,cf->nijc", dout, w[a, c]))
+            cols = slice(b, b + sw * (wo - 1) + 1, sw)
+            dw = dw.at[a, b].set(jnp.einsum("nijc,nijf->cf", xp[:, rows, cols, :], dout))
+            dxp = dxp.at[:, rows, cols, :].add(jnp.einsum("nijf,cf->nijc", dout, w[a, b]))
     db = dout.sum(axis=(0, 1, 2))
-    return crop_padding(dxp, win).astype(x.dtype), {"w": dw, "b": db.astype(b.dtype)}
+    return crop_padding(dxp, win).astype(x.dtype), {"w": dw, "b": db.astype(bias.dtype)}
 
 
 conv2d_naive = manual_vjp(conv2d_naive_forward, conv2d_naive_backward)

@@ -19,6 +19,8 @@ Array = jax.Array
 
 
 def _check_key(key: Any) -> None:
+    if key is None:
+        raise TypeError("dropout: key must be a single jax PRNG key in train mode, got None")
     dtype = jnp.result_type(key)
     typed = jnp.issubdtype(dtype, jax.dtypes.prng_key) and jnp.ndim(key) == 0
     raw = dtype == jnp.uint32 and jnp.shape(key) == (2,)  # legacy jax.random.PRNGKey

@@ -1,4 +1,5 @@
-"""Graph layers with hand-derived backward passes: the GCN convolution and a masked batch norm.
+"""Graph layers with hand-derived backward passes: the GCN convolution (on dense or sparse
+constant input features) and a batch norm that skips the padding nodes of a graph batch.
 
 The graph is given as an edge list: edge e carries a message from node `senders[e]` to node
 `receivers[e]` (jraph's convention); an undirected graph lists both directions. The adjacency
@@ -19,8 +20,12 @@ where Â^T sends dout back along each edge reversed: dh[s] += dout[r] / sqrt(d_s
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxnets.layers.checks import check_float, check_int, check_ndim, check_shape
 from jaxnets.layers.vjp import manual_vjp
@@ -48,41 +53,116 @@ def gcn_degree(receivers: Array, num_nodes: int, dtype=jnp.float32) -> Array:
 
 
 # ----------------------------------------------------------------------------- GCN conv
-def gcn_forward(
-    x: Array, params: Params, senders: Array, receivers: Array
-) -> tuple[Array, tuple]:
+def _normalisation(receivers: Array, senders: Array, num_nodes: int, dtype) -> tuple[Array, Array]:
+    """Per-edge weights 1 / sqrt(d_s d_r) as (E, 1) and self-loop weights 1 / d_i as (N, 1)."""
+    deg = gcn_degree(receivers, num_nodes, dtype)
+    inv_sqrt = jax.lax.rsqrt(deg)
+    return (inv_sqrt[senders] * inv_sqrt[receivers])[:, None], (1 / deg)[:, None]
+
+
+def _propagate(
+    h: Array, senders: Array, receivers: Array, norm: Array, self_weight: Array
+) -> Array:
+    """Â h: each edge s -> r adds h[s] / sqrt(d_s d_r) to row r; the self loop adds h[r] / d_r."""
+    return (
+        jax.ops.segment_sum(norm * h[senders], receivers, num_segments=h.shape[0]) + self_weight * h
+    )
+
+
+def _propagate_transpose(
+    dout: Array, senders: Array, receivers: Array, norm: Array, self_weight: Array
+) -> Array:
+    """Â^T dout: each edge s -> r carries dout[r] back to s with the same weight."""
+    back = jax.ops.segment_sum(norm * dout[receivers], senders, num_segments=dout.shape[0])
+    return back + self_weight * dout
+
+
+def _check_gcn_params(layer: str, params: Params, in_features: int) -> None:
+    w, b = params["w"], params["b"]
+    check_ndim(layer, "w", w, 2, "(F, M)")
+    if w.shape[0] != in_features:
+        raise ValueError(f"{layer}: x has {in_features} features but w has shape {w.shape}")
+    check_shape(layer, "b", b, (w.shape[1],))
+
+
+def gcn_forward(x: Array, params: Params, senders: Array, receivers: Array) -> tuple[Array, tuple]:
     """D^-1/2 (A + I) D^-1/2 x w + b for node features x (N, F), w (F, M), b (M,).
 
     Edges pointing outside [0, N) are dropped by `segment_sum`; loaders check indices instead.
     """
-    w, b = params["w"], params["b"]
     check_float("gcn", "x", x)
     check_ndim("gcn", "x", x, 2, "(N, F)")
-    check_ndim("gcn", "w", w, 2, "(F, M)")
-    if x.shape[1] != w.shape[0]:
-        raise ValueError(f"gcn: x has {x.shape[1]} features but w has shape {w.shape}")
-    check_shape("gcn", "b", b, (w.shape[1],))
+    _check_gcn_params("gcn", params, x.shape[1])
     _check_edges("gcn", senders, receivers)
-    n = x.shape[0]
-    deg = gcn_degree(receivers, n, x.dtype)
-    inv_sqrt = jax.lax.rsqrt(deg)
-    norm = (inv_sqrt[senders] * inv_sqrt[receivers])[:, None]  # one weight per edge
-    self_weight = (1 / deg)[:, None]  # the self loop's 1 / sqrt(d_i d_i)
+    w, b = params["w"], params["b"]
+    norm, self_weight = _normalisation(receivers, senders, x.shape[0], x.dtype)
     # Multiply by w first: messages then carry M values instead of F (M << F for Cora).
-    h = x @ w
-    out = jax.ops.segment_sum(norm * h[senders], receivers, num_segments=n) + self_weight * h + b
+    out = _propagate(x @ w, senders, receivers, norm, self_weight) + b
     return out, (x, w, senders, receivers, norm, self_weight)
 
 
 def gcn_backward(dout: Array, cache: tuple) -> tuple[Array, Params]:
     x, w, senders, receivers, norm, self_weight = cache
-    # Â^T dout: each edge s -> r carries dout[r] back to s with the same weight.
-    dh = jax.ops.segment_sum(norm * dout[receivers], senders, num_segments=x.shape[0])
-    dh = dh + self_weight * dout
+    dh = _propagate_transpose(dout, senders, receivers, norm, self_weight)
     return dh @ w.T, {"w": x.T @ dh, "b": dout.sum(axis=0)}
 
 
 gcn = manual_vjp(gcn_forward, gcn_backward)
+
+
+# ----------------------------------------------------------------------------- sparse input
+@functools.partial(
+    jax.tree_util.register_dataclass, data_fields=["rows", "cols", "values"], meta_fields=["shape"]
+)
+@dataclasses.dataclass(frozen=True)
+class SparseMatrix:
+    """A constant (N, F) matrix in COO form: x[rows[k], cols[k]] = values[k]. `shape` is static."""
+
+    rows: Array
+    cols: Array
+    values: Array
+    shape: tuple[int, int]
+
+
+def to_sparse(x) -> SparseMatrix:
+    """Dense (N, F) -> SparseMatrix of its nonzeros (host-side, numpy in, jax arrays out)."""
+    x = np.asarray(x)
+    rows, cols = np.nonzero(x)
+    return SparseMatrix(
+        jnp.asarray(rows, jnp.int32),
+        jnp.asarray(cols, jnp.int32),
+        jnp.asarray(x[rows, cols]),
+        (int(x.shape[0]), int(x.shape[1])),
+    )
+
+
+def sparse_gcn_forward(
+    params: Params, x: SparseMatrix, senders: Array, receivers: Array
+) -> tuple[Array, tuple]:
+    """`gcn_forward` for a sparse, constant input x (bag-of-words features such as Cora's, 1.3%
+    nonzero): x w is a gather and a segment sum over the nonzeros, and only params get
+    gradients: dw[c] = sum over nonzeros (r, c) of x[r, c] dh[r], i.e. dw = x^T dh."""
+    if not isinstance(x, SparseMatrix):
+        raise TypeError(f"sparse_gcn: x must be a SparseMatrix, got {type(x).__name__}")
+    check_float("sparse_gcn", "x.values", x.values)
+    _check_gcn_params("sparse_gcn", params, x.shape[1])
+    _check_edges("sparse_gcn", senders, receivers)
+    w, b = params["w"], params["b"]
+    n = x.shape[0]
+    xw = jax.ops.segment_sum(x.values[:, None] * w[x.cols], x.rows, num_segments=n)
+    norm, self_weight = _normalisation(receivers, senders, n, w.dtype)
+    out = _propagate(xw, senders, receivers, norm, self_weight) + b
+    return out, (x, w, senders, receivers, norm, self_weight)
+
+
+def sparse_gcn_backward(dout: Array, cache: tuple) -> Params:
+    x, w, senders, receivers, norm, self_weight = cache
+    dh = _propagate_transpose(dout, senders, receivers, norm, self_weight)
+    dw = jax.ops.segment_sum(x.values[:, None] * dh[x.rows], x.cols, num_segments=w.shape[0])
+    return {"w": dw, "b": dout.sum(axis=0)}
+
+
+sparse_gcn = manual_vjp(sparse_gcn_forward, sparse_gcn_backward)
 
 
 # ----------------------------------------------------------------------------- masked batch norm
@@ -110,7 +190,10 @@ def masked_batchnorm_forward(
     if not eps > 0:
         raise ValueError(f"masked_batchnorm: eps must be positive, got {eps!r}")
     d = x.shape[1]
-    for name, tree, keys in (("params", params, ("gamma", "beta")), ("state", state, ("mean", "var"))):
+    for name, tree, keys in (
+        ("params", params, ("gamma", "beta")),
+        ("state", state, ("mean", "var")),
+    ):
         for k in keys:
             if k not in tree:
                 raise ValueError(f"masked_batchnorm: {name} is missing {k!r}")

@@ -2,7 +2,7 @@
 
 All four compute out = gamma * xhat + beta with xhat = (x - mean) / sqrt(var + eps) and differ
 only in which axes the (biased) statistics are taken over. Their backward passes share one
-closed form: for statistics over M elements,
+closed form (batch norm's eval mode, with fixed statistics, is just dx = dxhat * inv_std):
 
     dx = inv_std * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)),   dxhat = dout * gamma
 
@@ -90,8 +90,8 @@ def _batchnorm_rows(
         mean, var, new_state = state["mean"], state["var"], state
     inv_std = jax.lax.rsqrt(var + eps)
     xhat = (x - mean) * inv_std
-    # The mode lives in the cache's structure (a dict key), not as a Python flag among the
-    # residuals, because custom_vjp residuals have to be arrays.
+    # The mode lives in the cache's structure (a dict key, static under jit) rather than as a
+    # string among the residuals, which custom_vjp rejects as not a JAX type.
     cache = {"train" if train else "eval": (xhat, gamma, inv_std)}
     return (gamma * xhat + beta, new_state), cache
 
@@ -159,9 +159,7 @@ def spatial_batchnorm_backward(dout: Array, cache: dict) -> tuple[Array, Params]
     return dx.reshape(dout.shape), dparams
 
 
-spatial_batchnorm = manual_vjp(
-    spatial_batchnorm_forward, spatial_batchnorm_backward, has_aux=True
-)
+spatial_batchnorm = manual_vjp(spatial_batchnorm_forward, spatial_batchnorm_backward, has_aux=True)
 
 
 # ----------------------------------------------------------------------------- layer norm

@@ -1,6 +1,6 @@
 """Max and average pooling in NHWC, each with a hand-derived backward; fast and naive versions.
 
-`window` and `stride` are an int or (ph, pw) / (sh, sw); stride defaults to the window. Padding
+`window` and `stride` are an int or (kh, kw) / (sh, sw); stride defaults to the window. Padding
 follows conv2d ("same", "valid", an int or a pair, symmetric) and must be smaller than the window,
 so every window holds at least one real input. Average pooling pads with zeros that count in the
 average (course B). Max pooling pads with -inf, so padding never wins (the usual convention; it
@@ -87,7 +87,8 @@ def _untap(g: Array, win: Window, a: int, b: int) -> Array:
 
 
 def _reduce_window(xp: Array, win: Window, init: float, op) -> Array:
-    init = jnp.asarray(init, xp.dtype)
+    # A Python scalar init lets lax recognise the monoid (reduce_window_max / _sum, which have
+    # autodiff rules); an array init becomes a generic reduce_window that jax.vjp cannot handle.
     return lax.reduce_window(xp, init, op, (1, *win.size, 1), (1, *win.stride, 1), "VALID")
 
 

@@ -30,6 +30,8 @@ def _pool(x: Array) -> Array:
 
 
 class FashionCNN(nnx.Module):
+    first_conv_path = "conv1"
+
     def __init__(
         self,
         input_shape: tuple[int, int, int] = (28, 28, 1),
@@ -56,6 +58,8 @@ class FashionCNN(nnx.Module):
 
 
 class LeNet5(nnx.Module):
+    first_conv_path = "conv1"
+
     def __init__(
         self,
         input_shape: tuple[int, int, int] = (28, 28, 1),
@@ -105,6 +109,8 @@ class Residual(nnx.Module):
 
 
 class ResNet9(nnx.Module):
+    first_conv_path = "prep.conv"
+
     def __init__(
         self,
         input_shape: tuple[int, int, int] = (32, 32, 3),
@@ -154,18 +160,24 @@ def create_model(
     return MODELS[name](tuple(input_shape), num_classes=num_classes, rngs=rngs, **options)
 
 
+def first_conv(model: nnx.Module) -> nnx.Conv:
+    """The conv layer that sees the input: the one at the class's `first_conv_path`, else the
+    model's only `nnx.Conv` (attribute order is no guide: NNX rebuilds modules in sorted order)."""
+    path = getattr(type(model), "first_conv_path", None)
+    if path is not None:
+        node = model
+        for name in path.split("."):
+            node = getattr(node, name)
+        return node
+    convs = [node for _, node in nnx.iter_graph(model) if isinstance(node, nnx.Conv)]
+    if len(convs) != 1:
+        raise ValueError(
+            f"{type(model).__name__} has {len(convs)} nnx.Conv layers; give the class a "
+            "`first_conv_path` naming the first one"
+        )
+    return convs[0]
+
+
 def first_layer_filters(model: nnx.Module) -> np.ndarray:
-    """The HWIO kernel of the first `nnx.Conv` in definition order (for a filter grid)."""
-
-    def search(module: nnx.Module) -> nnx.Conv | None:
-        for value in vars(module).values():  # attributes in the order __init__ set them
-            if isinstance(value, nnx.Conv):
-                return value
-            if isinstance(value, nnx.Module) and (found := search(value)) is not None:
-                return found
-        return None
-
-    conv = search(model)
-    if conv is None:
-        raise ValueError(f"{type(model).__name__} has no nnx.Conv layer")
-    return np.asarray(conv.kernel[...])
+    """The first conv layer's HWIO kernel, for a filter grid."""
+    return np.asarray(first_conv(model).kernel[...])

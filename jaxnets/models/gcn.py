@@ -13,6 +13,8 @@ Train/eval mode follows NNX: `model.train()` / `model.eval()` set `deterministic
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 from collections.abc import Sequence
 
 import jax
@@ -38,8 +40,11 @@ class GCNConv(nnx.Module):
         self.w = nnx.Param(_glorot(rngs.params(), (in_features, out_features)))
         self.b = nnx.Param(jnp.zeros(out_features))
 
-    def __call__(self, x: Array, senders: Array, receivers: Array) -> Array:
-        return graph.gcn(x, {"w": self.w[...], "b": self.b[...]}, senders, receivers)
+    def __call__(self, x: Array | graph.SparseMatrix, senders: Array, receivers: Array) -> Array:
+        params = {"w": self.w[...], "b": self.b[...]}
+        if isinstance(x, graph.SparseMatrix):  # constant sparse input features (Cora)
+            return graph.sparse_gcn(params, x, senders, receivers)
+        return graph.gcn(x, params, senders, receivers)
 
 
 class BatchNorm(nnx.Module):
@@ -73,9 +78,12 @@ class Dropout(nnx.Module):
         self.deterministic = False
         self.rngs = rngs["dropout"].fork()
 
-    def __call__(self, x: Array) -> Array:
+    def __call__(self, x: Array | graph.SparseMatrix) -> Array | graph.SparseMatrix:
         if self.deterministic or self.rate == 0:
             return x
+        if isinstance(x, graph.SparseMatrix):  # Kipf & Welling's sparse dropout: the nonzeros
+            values = dropout.dropout(x.values, self.rngs(), keep_prob=1.0 - self.rate)
+            return dataclasses.replace(x, values=values)
         return dropout.dropout(x, self.rngs(), keep_prob=1.0 - self.rate)
 
 
@@ -98,15 +106,21 @@ class GCNNodeClassifier(nnx.Module):
         if num_layers < 1:
             raise ValueError(f"GCNNodeClassifier: num_layers must be >= 1, got {num_layers}")
         dims = [in_features] + [hidden] * (num_layers - 1) + [num_classes]
-        self.convs = nnx.List([GCNConv(a, b, rngs=rngs) for a, b in zip(dims[:-1], dims[1:])])
-        self.norms = nnx.List([BatchNorm(hidden) for _ in range(num_layers - 1)] if batchnorm else [])
+        self.convs = nnx.List([GCNConv(a, b, rngs=rngs) for a, b in itertools.pairwise(dims)])
+        self.norms = nnx.List(
+            [BatchNorm(hidden) for _ in range(num_layers - 1)] if batchnorm else []
+        )
         self.dropout = Dropout(dropout, rngs=rngs)
         # Kipf & Welling also drop input features; the course's model does not (rate 0).
         self.input_dropout = Dropout(input_dropout, rngs=rngs)
         self.return_embeds = return_embeds
 
     def __call__(
-        self, x: Array, senders: Array, receivers: Array, node_mask: Array | None = None
+        self,
+        x: Array | graph.SparseMatrix,
+        senders: Array,
+        receivers: Array,
+        node_mask: Array | None = None,
     ) -> Array:
         x = self.input_dropout(x)
         for i, conv in enumerate(self.convs[:-1]):
@@ -134,7 +148,9 @@ class GCNGraphClassifier(nnx.Module):
     """Graph-level outputs (G, out_dim): logits for classification, values for regression.
 
     Give `atom_feature_dims` for OGB molecules (integer node features), else `in_features` and
-    the float node features go straight into the first GCN layer (TU datasets).
+    the float node features go straight into the first GCN layer (TU datasets). The input must
+    be padded as `jraph.pad_with_graphs` does (its last graph is the padding one, left out of
+    the batch-norm statistics; its output row is meaningless).
     """
 
     def __init__(
@@ -150,8 +166,12 @@ class GCNGraphClassifier(nnx.Module):
         rngs: nnx.Rngs,
     ):
         if (atom_feature_dims is None) == (in_features is None):
-            raise ValueError("GCNGraphClassifier: give exactly one of atom_feature_dims, in_features")
-        self.encoder = AtomEncoder(atom_feature_dims, hidden, rngs=rngs) if atom_feature_dims else None
+            raise ValueError(
+                "GCNGraphClassifier: give exactly one of atom_feature_dims, in_features"
+            )
+        self.encoder = (
+            AtomEncoder(atom_feature_dims, hidden, rngs=rngs) if atom_feature_dims else None
+        )
         self.gnn = GCNNodeClassifier(
             hidden if atom_feature_dims else in_features,
             hidden,
@@ -163,8 +183,12 @@ class GCNGraphClassifier(nnx.Module):
             rngs=rngs,
         )
         bound = 1 / hidden**0.5  # torch.nn.Linear's default init
-        self.head_w = nnx.Param(jax.random.uniform(rngs.params(), (hidden, out_dim), minval=-bound, maxval=bound))
-        self.head_b = nnx.Param(jax.random.uniform(rngs.params(), (out_dim,), minval=-bound, maxval=bound))
+        self.head_w = nnx.Param(
+            jax.random.uniform(rngs.params(), (hidden, out_dim), minval=-bound, maxval=bound)
+        )
+        self.head_b = nnx.Param(
+            jax.random.uniform(rngs.params(), (out_dim,), minval=-bound, maxval=bound)
+        )
 
     def __call__(self, graphs: jraph.GraphsTuple) -> Array:
         node_mask = jraph.get_node_padding_mask(graphs)

@@ -49,7 +49,9 @@ def reduce_means(batches: Iterable[Mapping[str, Any]]) -> dict[str, float]:
             acc = totals.setdefault(name, [0.0, 0.0])
             acc[0] += float(np.asarray(total, np.float64))
             acc[1] += float(np.asarray(count, np.float64))
-    return {name: total / count if count else float("nan") for name, (total, count) in totals.items()}
+    return {
+        name: total / count if count else float("nan") for name, (total, count) in totals.items()
+    }
 
 
 def classification_metrics(

@@ -23,6 +23,7 @@ The `Mean`s (jaxnets.training.metrics) carry weighted totals, so a padded final 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -254,6 +255,12 @@ class Trainer:
                 f"resumed from the epoch {self.epoch} checkpoint in {self.run.checkpoint_dir} "
                 f"(step {self.step})"
             )
+            changed = _differences({k: restored.get(k) for k in meta or {}}, meta or {})
+            if changed:
+                self.console.print(
+                    f"[yellow]warning:[/] the checkpoint was made with other settings "
+                    f"({', '.join(changed)}): the result will differ from an uninterrupted run"
+                )
 
         columns = (
             TextColumn("{task.description}"),
@@ -307,20 +314,28 @@ class Trainer:
                     "seconds": self.seconds,
                 }
                 self.checkpoints.save(epoch, self.state(), checkpoint_meta, is_best=improved)
-                self.console.print(_summary(record, epochs, improved))
+                self.console.print(_summary(record, epochs, improved), soft_wrap=True)
                 if on_epoch_end is not None:
                     on_epoch_end(epoch, record)
         return self.run.records()
 
 
+def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys where two JSON-like values differ (tuples and lists compare alike)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        keys = list(new) + [k for k in old if k not in new]
+        return [d for k in keys for d in _differences(old.get(k), new.get(k), f"{prefix}{k}.")]
+    same = json.loads(json.dumps(old, default=str)) == json.loads(json.dumps(new, default=str))
+    return [] if same else [prefix.rstrip(".")]
+
+
 def _summary(record: dict[str, Any], epochs: int, improved: bool) -> str:
+    """One line per epoch: 'epoch 3/12 | train loss 0.31 acc 0.89 | val ... | lr | 35.2s *'."""
     parts = [f"epoch {record['epoch']:>3}/{epochs}"]
     for split in ("train", "val"):
-        values = [
-            f"{k.removeprefix(split + '_')} {v:.4f}"
-            for k, v in record.items()
-            if k.startswith(split + "_")
-        ]
+        names = [k.removeprefix(split + "_") for k in record if k.startswith(split + "_")]
+        names.sort(key=lambda n: (n != "loss", n))  # loss first, then alphabetical
+        values = [f"{n.replace('accuracy', 'acc')} {record[f'{split}_{n}']:.4f}" for n in names]
         if values:
             parts.append(f"{split} " + " ".join(values))
     if "lr" in record:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from jaxnets.gradcheck.cases.base import LayerCase
+from jaxnets.gradcheck.cases.base import LayerCase, normal
 from jaxnets.layers import conv, pool
-
-f64 = jnp.float64
 
 # <conv(x, w), dout> is linear in every single coordinate, so central differences have no
 # truncation error, only roundoff of about 1e-16 |f| / h = 1e-11 |f| in absolute terms. On the
@@ -22,32 +19,40 @@ CONV_NUMERICAL_THRESHOLD = 1e-5
 def _conv_args(x_shape: tuple[int, ...], kernel: tuple[int, int], filters: int = 4):
     def make(key: jax.Array) -> tuple:
         kx, kw, kb = jax.random.split(key, 3)
-        w_shape = (*kernel, x_shape[-1], filters)
-        w = jax.random.normal(kw, w_shape, f64)
-        return jax.random.normal(kx, x_shape, f64), {"w": w, "b": jax.random.normal(kb, (filters,), f64)}
+        w = normal(kw, (*kernel, x_shape[-1], filters))
+        return normal(kx, x_shape), {"w": w, "b": normal(kb, (filters,))}
 
     return make
 
 
 def _distinct(shape: tuple[int, ...]):
     # Max pooling is not differentiable at ties, and central differences straddling a near-tie
-    # are wrong: use a random permutation of values spaced 1/size apart (>> h = 1e-5).
+    # are wrong: use a random permutation of values spaced 1/size apart (>> h = 1e-5), drawn on
+    # the host (jax.random compiles anew for every float64 shape).
     def make(key: jax.Array) -> tuple:
-        n = math.prod(shape)
-        return (jax.random.permutation(key, n).astype(f64).reshape(shape) / n,)
+        rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel())
+        n = int(np.prod(shape))
+        return (jnp.asarray(rng.permutation(n).reshape(shape) / n, jnp.float64),)
 
     return make
 
 
-def _conv_case(name: str, forward, backward, x_shape, kernel, **config) -> LayerCase:
+def _case(name: str, pair: tuple, make_args, numerical_threshold: float = 1e-6, **config):
+    # Jitted forward and backward: one compile per case instead of one per eager op (the naive
+    # loops slice at dozens of static offsets, and float64 convolutions compile slowly on CPU).
+    forward, backward = pair
     return LayerCase(
         name,
-        forward,
-        backward,
-        _conv_args(x_shape, kernel),
+        jax.jit(forward, static_argnames=tuple(config)),
+        jax.jit(backward),
+        make_args,
         config,
-        numerical_threshold=CONV_NUMERICAL_THRESHOLD,
+        numerical_threshold=numerical_threshold,
     )
+
+
+def _conv_case(name: str, pair: tuple, x_shape, kernel, **config) -> LayerCase:
+    return _case(name, pair, _conv_args(x_shape, kernel), CONV_NUMERICAL_THRESHOLD, **config)
 
 
 _fast = (conv.conv2d_forward, conv.conv2d_backward)
@@ -56,53 +61,35 @@ _max = (pool.max_pool_forward, pool.max_pool_backward)
 _max_naive = (pool.max_pool_naive_forward, pool.max_pool_naive_backward)
 _avg = (pool.avg_pool_forward, pool.avg_pool_backward)
 _avg_naive = (pool.avg_pool_naive_forward, pool.avg_pool_naive_backward)
+_x = _distinct((2, 6, 6, 3))
+_overlap = {"window": 3, "stride": 2, "padding": 1}
 
 CASES = [
-    _conv_case("conv2d (stride 1, same)", *_fast, (2, 5, 5, 3), (3, 3), padding="same"),
-    _conv_case("conv2d (stride 2, pad 1)", *_fast, (2, 5, 5, 3), (3, 3), stride=2, padding=1),
+    _conv_case("conv2d (stride 1, same)", _fast, (2, 5, 5, 3), (3, 3), padding="same"),
+    _conv_case("conv2d (stride 2, pad 1)", _fast, (2, 5, 5, 3), (3, 3), stride=2, padding=1),
     # (6 + 2 - 3) % 2 = 1 and (7 - 2) % 3 = 2: the last input row / columns are never read.
     _conv_case(
         "conv2d (3x2 kernel, stride (2,3), unread rows)",
-        *_fast,
+        _fast,
         (2, 6, 7, 3),
         (3, 2),
         stride=(2, 3),
         padding=(1, 0),
     ),
-    _conv_case("conv2d_naive (stride 2, pad 1)", *_naive, (2, 5, 5, 3), (3, 3), stride=2, padding=1),
+    _conv_case("conv2d_naive (stride 2, pad 1)", _naive, (2, 5, 5, 3), (3, 3), stride=2, padding=1),
     _conv_case(
         "conv2d_naive (3x2 kernel, stride (2,3), unread rows)",
-        *_naive,
+        _naive,
         (2, 6, 7, 3),
         (3, 2),
         stride=(2, 3),
         padding=(1, 0),
     ),
-    LayerCase("max_pool (2x2)", *_max, _distinct((2, 6, 6, 3)), {"window": 2}),
-    LayerCase(
-        "max_pool (3x3, stride 2, pad 1)",
-        *_max,
-        _distinct((2, 6, 6, 3)),
-        {"window": 3, "stride": 2, "padding": 1},
-    ),
-    LayerCase("max_pool_naive (2x2)", *_max_naive, _distinct((2, 6, 6, 3)), {"window": 2}),
-    LayerCase(
-        "max_pool_naive (3x3, stride 2, pad 1)",
-        *_max_naive,
-        _distinct((2, 6, 6, 3)),
-        {"window": 3, "stride": 2, "padding": 1},
-    ),
-    LayerCase("avg_pool (2x2)", *_avg, _distinct((2, 6, 6, 3)), {"window": 2}),
-    LayerCase(
-        "avg_pool (3x3, stride 2, pad 1)",
-        *_avg,
-        _distinct((2, 6, 6, 3)),
-        {"window": 3, "stride": 2, "padding": 1},
-    ),
-    LayerCase(
-        "avg_pool_naive (3x3, stride 2, pad 1)",
-        *_avg_naive,
-        _distinct((2, 6, 6, 3)),
-        {"window": 3, "stride": 2, "padding": 1},
-    ),
+    _case("max_pool (2x2)", _max, _x, window=2),
+    _case("max_pool (3x3, stride 2, pad 1)", _max, _x, **_overlap),
+    _case("max_pool_naive (2x2)", _max_naive, _x, window=2),
+    _case("max_pool_naive (3x3, stride 2, pad 1)", _max_naive, _x, **_overlap),
+    _case("avg_pool (2x2)", _avg, _x, window=2),
+    _case("avg_pool (3x3, stride 2, pad 1)", _avg, _x, **_overlap),
+    _case("avg_pool_naive (3x3, stride 2, pad 1)", _avg_naive, _x, **_overlap),
 ]

@@ -25,13 +25,26 @@ def _gcn_args(key: jax.Array) -> tuple:
     return x, params, SENDERS, RECEIVERS
 
 
+def _sparse_gcn_args(key: jax.Array) -> tuple:
+    x, params, senders, receivers = _gcn_args(key)
+    # About half the entries zero, like (much sparser) bag-of-words features.
+    x = jnp.where(jax.random.bernoulli(jax.random.fold_in(key, 1), 0.5, x.shape), x, 0.0)
+    return params, graph.to_sparse(x), senders, receivers
+
+
 def _masked_batchnorm_args(*, eval_stats: bool):
     def make(key: jax.Array) -> tuple:
         kx, kg, kb, km, kv = jax.random.split(key, 5)
         x = jax.random.normal(kx, (9, 4), f64) + 0.5
-        params = {"gamma": jax.random.normal(kg, (4,), f64), "beta": jax.random.normal(kb, (4,), f64)}
+        params = {
+            "gamma": jax.random.normal(kg, (4,), f64),
+            "beta": jax.random.normal(kb, (4,), f64),
+        }
         if eval_stats:
-            state = {"mean": jax.random.normal(km, (4,), f64), "var": jnp.exp(jax.random.normal(kv, (4,), f64))}
+            state = {
+                "mean": jax.random.normal(km, (4,), f64),
+                "var": jnp.exp(jax.random.normal(kv, (4,), f64)),
+            }
         else:
             state = {"mean": jnp.zeros(4, f64), "var": jnp.zeros(4, f64)}
         mask = jnp.arange(9) < 6  # three padding rows, as in a padded graph batch
@@ -42,6 +55,7 @@ def _masked_batchnorm_args(*, eval_stats: bool):
 
 CASES = [
     LayerCase("gcn", graph.gcn_forward, graph.gcn_backward, _gcn_args),
+    LayerCase("sparse_gcn", graph.sparse_gcn_forward, graph.sparse_gcn_backward, _sparse_gcn_args),
     LayerCase(
         "masked_batchnorm (train)",
         graph.masked_batchnorm_forward,

@@ -1,0 +1,1 @@
+"""BERT: masked-language-model pretraining, IMDB fine-tuning and sentiment prediction."""

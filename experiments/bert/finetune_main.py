@@ -1,0 +1,70 @@
+"""`jaxnets finetune bert`: IMDB sentiment classification on a pretrained encoder.
+
+    jaxnets finetune bert                                  # on runs/bert-pretrain, CPU default
+    jaxnets finetune bert --preset course --hf-checkpoint bert-base-uncased/   # the course's
+    jaxnets finetune bert --pretrained none --epochs 2    # no pretraining, for comparison
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from experiments.bert.config import FINETUNE_PRESETS, get_finetune_config
+
+_FIELDS = (
+    "pretrained", "hf_checkpoint", "head", "freeze_encoder", "max_len", "truncation",
+    "batch_size", "epochs", "optimizer", "learning_rate", "schedule", "weight_decay", "dropout",
+    "val_fraction", "limit_train", "limit_eval", "data_dir", "source", "seed",
+)  # fmt: skip
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("model", choices=["bert"], help="what to fine-tune")
+    add("--preset", default="cpu", choices=sorted(FINETUNE_PRESETS), help="default: cpu")
+    add("--out", default="runs/bert-imdb", help="run folder (default: runs/bert-imdb)")
+    add("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    add("--pretrained", help="pretrain run folder, or 'none' (default: runs/bert-pretrain)")
+    add("--hf-checkpoint", help="a local Hugging Face BERT folder (config.json, weights, vocab.txt)")
+    add("--head", choices=["cls", "gru"], help="[CLS] pooling or the course's bidirectional GRU")
+    add("--freeze-encoder", action=argparse.BooleanOptionalAction, help="train the head only")
+    add("--max-len", type=int, help="tokens per review (default: 128)")
+    add("--truncation", choices=["head", "head+tail"], help="which tokens long reviews keep")
+    add("--batch-size", type=int)
+    add("--epochs", type=int)
+    add("--optimizer", help="adam, adamw, ... or optax:<name>")
+    add("--lr", "--learning-rate", dest="learning_rate", type=float)
+    add("--schedule", choices=["constant", "cosine", "onecycle", "step"])
+    add("--weight-decay", type=float)
+    add("--dropout", type=float)
+    add("--val-fraction", type=float, help="of the train reviews (default: 0.3)")
+    add("--limit-train", type=int, metavar="N", help="use N train reviews (quick runs)")
+    add("--limit-eval", type=int, metavar="N", help="use N validation and N test reviews")
+    add("--data-dir", help="folder with the IMDB archive (default: ../shared/data)")
+    add("--source", choices=["auto", "files", "tfds"])
+    add("--seed", type=int)
+    add("--baseline", action="store_true", help="also fit a TF-IDF bag-of-words baseline")
+    add("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from experiments.bert.train import finetune
+
+    config = get_finetune_config(args.preset, **{f: getattr(args, f) for f in _FIELDS})
+    console = Console()
+    results = finetune(
+        config,
+        args.out,
+        resume=args.resume,
+        progress=not args.no_progress,
+        console=console,
+        baseline=args.baseline,
+    )
+    console.print(
+        f"IMDB test accuracy [bold]{results['test_accuracy']:.4f}[/] (loss {results['test_loss']:.4f}); "
+        f"best epoch {results['best_epoch']} by validation loss; {results['wall_seconds'] / 60:.1f} min"
+    )
+    console.print(f"Wrote {args.out}/: model/, tokenizer.json, config.json, results.json, curves.png, attention.png")
+    return 0

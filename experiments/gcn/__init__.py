@@ -1,0 +1,1 @@
+"""GCNs on Cora, ENZYMES and OGB datasets, trained with jraph graphs and Flax NNX."""

@@ -1,0 +1,1 @@
+"""Image classification with CNNs: scikit-learn digits, Fashion-MNIST, CIFAR-10."""

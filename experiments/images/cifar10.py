@@ -1,0 +1,17 @@
+"""`jaxnets train cifar10`: a CNN on CIFAR-10 (python batches, .npz or a prepared TFDS copy)."""
+
+from __future__ import annotations
+
+import argparse
+
+from experiments.images import main
+
+NAME = "cifar10"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    main.add_arguments(parser, NAME)
+
+
+def run(args: argparse.Namespace) -> int:
+    return main.run(args, NAME)

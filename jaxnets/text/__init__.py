@@ -1,0 +1,1 @@
+"""Text utilities for the transformer models: WordPiece tokenization and MLM masking."""

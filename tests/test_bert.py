@@ -1,0 +1,159 @@
+"""The NNX BERT: shapes, masking, agreement with the functional encoder block, the classifier
+heads, encoder freezing, and Hugging Face weight loading against transformers' BertModel."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import nnx
+
+from jaxnets.layers import attention as att
+from jaxnets.models.bert import (
+    BertClassifier,
+    BertConfig,
+    BertModel,
+    frozen_encoder_tx,
+    load_hf_weights,
+)
+
+IDS = np.random.default_rng(0).integers(1, 50, (3, 10)).astype(np.int32)
+MASK = np.zeros((3, 10), np.int32)
+MASK[0, 6:] = 1  # row 0 has 6 real tokens, row 2 has 1
+MASK[2, 1:] = 1
+
+
+def _small(**overrides) -> BertConfig:
+    return BertConfig(**{**dict(vocab_size=50, embed_dim=16, num_heads=2, num_layers=2, max_len=32), **overrides})
+
+
+@nnx.jit
+def _encode(model, ids, mask):
+    return model.encode(ids, mask, return_attention=True)
+
+
+def test_shapes_mask_row_and_padding_does_not_leak():
+    model = BertModel(_small(), rngs=nnx.Rngs(0))
+    assert model.token_embed.embedding.shape == (51, 16) and model.config.mask_id == 50
+    ev = nnx.view(model, deterministic=True)
+    hidden, attns = _encode(ev, IDS, MASK)
+    assert hidden.shape == (3, 10, 16) and len(attns) == 2 and attns[0].shape == (3, 2, 10, 10)
+    # Attention rows are distributions over the real keys only.
+    a = np.asarray(attns[0])
+    np.testing.assert_allclose(a.sum(-1), 1.0, rtol=1e-5)
+    assert np.all(a[0, :, :, 6:] == 0) and np.all(a[2, :, :, 1:] == 0)
+    # Changing tokens at padded positions leaves every real position's output unchanged.
+    other = IDS.copy()
+    other[MASK == 1] = 7
+    hidden2, _ = _encode(ev, other, MASK)
+    real = MASK == 0
+    np.testing.assert_allclose(np.asarray(hidden)[real], np.asarray(hidden2)[real], atol=1e-5)
+    logits = nnx.jit(lambda m, x: m(x)[0])(ev, IDS)
+    assert logits.shape == (3, 10, 50)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_block_agrees_with_the_hand_derived_functional_block(norm_first):
+    model = BertModel(_small(num_layers=1, norm_first=norm_first), rngs=nnx.Rngs(1))
+    block = model.blocks[0]
+    lin = lambda layer: {"w": layer.kernel[...], "b": layer.bias[...]}  # noqa: E731
+    ln = lambda layer: {"gamma": layer.scale[...], "beta": layer.bias[...]}  # noqa: E731
+    params = {
+        "attn": {"qkv": lin(block.attn.qkv), "out": lin(block.attn.out)},
+        "ln1": ln(block.ln1),
+        "ffn": {"fc1": lin(block.ffn.fc1), "fc2": lin(block.ffn.fc2)},
+        "ln2": ln(block.ln2),
+    }
+    x = jnp.asarray(np.random.default_rng(2).standard_normal((3, 10, 16)), jnp.float32)
+    ours = nnx.jit(lambda b, x: b(x, MASK)[0])(nnx.view(block, deterministic=True), x)
+    functional = jax.jit(
+        lambda x, p: att.encoder_block(x, p, MASK, num_heads=2, norm_first=norm_first)
+    )(x, params)
+    np.testing.assert_allclose(ours, functional, atol=2e-5)
+
+
+def test_classifier_heads_and_gru_ignores_padding():
+    for head in ("cls", "gru"):
+        bert = BertModel(_small(), rngs=nnx.Rngs(0))
+        clf = nnx.view(BertClassifier(bert, head=head, rngs=nnx.Rngs(3)), deterministic=True)
+        run = nnx.jit(lambda m, x, mask: m(x, mask))
+        logits = run(clf, IDS, MASK)
+        assert logits.shape == (3,)
+        if head == "gru":  # the GRU reads each row only up to its length
+            other = IDS.copy()
+            other[MASK == 1] = 9
+            np.testing.assert_allclose(logits, run(clf, other, MASK), atol=1e-5)
+            assert clf.rnn.forward_rnn.cell.hidden_features == 16
+
+
+def test_frozen_encoder_gets_no_update():
+    bert = BertModel(_small(num_layers=1), rngs=nnx.Rngs(0))
+    clf = BertClassifier(bert, head="gru", freeze_encoder=True, rngs=nnx.Rngs(1))
+    opt = nnx.Optimizer(clf, frozen_encoder_tx(optax.adamw(1e-2, weight_decay=0.1)), wrt=nnx.Param)
+    before = jax.tree.map(np.array, nnx.state(clf, nnx.Param))
+
+    @nnx.jit
+    def step(model, opt):
+        def loss(model):
+            return optax.sigmoid_binary_cross_entropy(model(IDS, MASK), jnp.ones(3)).mean()
+
+        grads = nnx.grad(loss)(model)
+        opt.update(model, grads)
+        return grads
+
+    grads = step(clf, opt)
+    after = nnx.state(clf, nnx.Param)
+    moved = jax.tree.map(lambda a, b: float(np.abs(np.asarray(a) - b).max()), after, before)
+    assert max(jax.tree.leaves(moved["bert"])) == 0.0  # not even weight decay
+    assert min(jax.tree.leaves(moved["classifier"])) > 0
+    assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(grads["bert"])) == 0.0
+
+
+def test_bad_config_and_weights_raise_clear_errors():
+    with pytest.raises(ValueError, match="not divisible"):
+        _small(num_heads=3)
+    with pytest.raises(ValueError, match="positions"):
+        _small(positions="rotary")
+    model = BertModel(_small(), rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="learned positions"):
+        load_hf_weights(model, {})
+
+
+def test_hugging_face_weights_reproduce_transformers_bert():
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    hf_config = transformers.BertConfig(
+        vocab_size=99,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=37,
+        max_position_embeddings=64,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
+    torch.manual_seed(0)
+    hf = transformers.BertModel(hf_config).eval()
+    with torch.no_grad():  # non-trivial layer-norm affines and token-type embeddings
+        for name, p in hf.named_parameters():
+            if "LayerNorm" in name or "token_type" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    ids = np.random.default_rng(1).integers(5, 99, (2, 12))
+    pad = np.zeros((2, 12), np.int64)
+    pad[1, 7:] = 1
+    with torch.no_grad():
+        ref = hf(
+            input_ids=torch.tensor(ids), attention_mask=torch.tensor(1 - pad)
+        ).last_hidden_state.numpy()
+
+    config = BertConfig.from_hf(hf_config.to_dict(), mask_token_id=4)
+    model = BertModel(config, rngs=nnx.Rngs(0))
+    unused = load_hf_weights(model, {k: v.numpy() for k, v in hf.state_dict().items()})
+    assert all(name.startswith("pooler") for name in unused), unused
+    hidden, _ = _encode(nnx.view(model, deterministic=True), ids.astype(np.int32), pad)
+    np.testing.assert_allclose(np.asarray(hidden), ref, atol=2e-5)
+    wrong = BertModel(BertConfig.from_hf({**hf_config.to_dict(), "intermediate_size": 40}, 4), rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="intermediate.dense.weight has shape"):
+        load_hf_weights(wrong, hf.state_dict())

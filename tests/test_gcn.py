@@ -1,0 +1,270 @@
+"""The GCN layer (dense reference, three-way gradient check), masked batch norm, the NNX models,
+OGB-style metrics, and `jaxnets train gcn` end to end."""
+
+from __future__ import annotations
+
+import json
+
+import jax
+import jax.numpy as jnp
+import jraph
+import numpy as np
+import pytest
+from flax import nnx
+from sklearn.metrics import roc_auc_score
+from test_graph_data import _random_graphs, _write_tu
+
+from experiments.gcn import metrics
+from jaxnets.cli import main as cli_main
+from jaxnets.data import graph_batching as gb
+from jaxnets.gradcheck.cases import graph as graph_cases
+from jaxnets.layers import graph, norm
+from jaxnets.models.gcn import GCNGraphClassifier, GCNNodeClassifier
+
+
+def _dense_gcn_reference(x, w, b, senders, receivers):
+    """D^-1/2 (A + I) D^-1/2 X W + b with an explicit adjacency matrix, in float64 numpy."""
+    n = x.shape[0]
+    a = np.zeros((n, n))
+    for s, r in zip(senders, receivers):
+        a[r, s] += 1  # edge s -> r: row r gathers from column s (repeated edges count twice)
+    a_hat = a + np.eye(n)
+    d = a_hat.sum(axis=1)
+    d_inv_sqrt = np.diag(1 / np.sqrt(d))
+    return d_inv_sqrt @ a_hat @ d_inv_sqrt @ x @ w + b
+
+
+def test_gcn_matches_dense_reference(x64):
+    x, params, senders, receivers = graph_cases._gcn_args(jax.random.key(3))
+    out = graph.gcn(x, params, senders, receivers)
+    expected = _dense_gcn_reference(
+        np.asarray(x),
+        np.asarray(params["w"]),
+        np.asarray(params["b"]),
+        np.asarray(senders),
+        np.asarray(receivers),
+    )
+    # float64 throughout: only roundoff separates the two, ~1e-15 relative.
+    np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-12, atol=1e-12)
+    # The sparse-input variant computes the same layer.
+    sparse_out = graph.sparse_gcn(params, graph.to_sparse(np.asarray(x)), senders, receivers)
+    np.testing.assert_allclose(np.asarray(sparse_out), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_gcn_isolated_node_and_symmetric_case(x64):
+    # An undirected path 0-1-2 plus an isolated node 3: d = [2, 3, 2, 1].
+    x = jnp.eye(4, dtype=jnp.float64)
+    params = {"w": jnp.eye(4, dtype=jnp.float64), "b": jnp.zeros(4, jnp.float64)}
+    out = np.asarray(graph.gcn(x, params, jnp.array([0, 1, 1, 2]), jnp.array([1, 0, 2, 1])))
+    s6 = 1 / np.sqrt(6)
+    expected = np.array(
+        [[1 / 2, s6, 0, 0], [s6, 1 / 3, s6, 0], [0, s6, 1 / 2, 0], [0, 0, 0, 1]]
+    )  # closed form of D^-1/2 (A + I) D^-1/2 for this graph
+    np.testing.assert_allclose(out, expected, rtol=1e-14)
+
+
+@pytest.mark.parametrize("case", graph_cases.CASES, ids=lambda c: c.name)
+@pytest.mark.parametrize(
+    "seed", [0, pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow)]
+)
+def test_gradcheck(x64, case, seed):
+    # Manual backward vs jax.vjp of the plain forward: the same sums in another order, so
+    # <= 1e-8 (observed ~1e-15). vs central differences (h = 1e-5, float64): truncation
+    # O(h^2) ~ 1e-10 plus roundoff 1e-16 / h ~ 1e-11 absolute, relative <= 1e-6 for these
+    # unit-scale inputs (observed <= 7e-8).
+    result = case.run(seed)
+    assert result.manual_vs_autodiff <= 1e-8, result
+    assert result.custom_vjp_vs_manual <= 1e-8, result
+    assert result.manual_vs_numerical <= 1e-6, result
+
+
+def test_gcn_rejects_bad_inputs():
+    x, params = jnp.ones((4, 3)), {"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}
+    s, r = jnp.array([0, 1]), jnp.array([1, 0])
+    with pytest.raises(ValueError, match="features"):
+        graph.gcn(jnp.ones((4, 5)), params, s, r)
+    with pytest.raises(TypeError, match="senders"):
+        graph.gcn(x, params, s.astype(jnp.float32), r)
+    with pytest.raises(ValueError, match="same shape"):
+        graph.gcn(x, params, s, jnp.array([1]))
+
+
+def test_masked_batchnorm_ignores_padding_rows():
+    key = jax.random.key(0)
+    x = jax.random.normal(key, (6, 3)) * 2 + 1
+    params, state = norm.batchnorm_init(3)
+    (ref, ref_state), _ = norm.batchnorm_forward(x, params, state, train=True)
+    # The same rows plus 4 padding rows of junk: real rows and statistics are unchanged.
+    padded = jnp.concatenate([x, 100 * jnp.ones((4, 3))])
+    mask = jnp.arange(10) < 6
+    (out, new_state), _ = graph.masked_batchnorm_forward(padded, params, state, mask, train=True)
+    np.testing.assert_allclose(out[:6], ref, rtol=1e-5, atol=1e-5)
+    assert np.all(np.asarray(out[6:]) == 0)
+    np.testing.assert_allclose(new_state["var"], ref_state["var"], rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- models
+@nnx.jit
+def _apply(model, *inputs):
+    # Jitted: op-by-op (eager) execution of the custom_vjp layers is far slower to run.
+    return model(*inputs)
+
+
+def test_node_classifier_outputs_log_probabilities():
+    model = GCNNodeClassifier(5, 8, 3, num_layers=3, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(1), (6, 5))
+    s, r = jnp.array([0, 1, 2, 3, 4]), jnp.array([1, 2, 3, 4, 5])
+    logp = _apply(model, x, s, r)
+    assert logp.shape == (6, 3)
+    np.testing.assert_allclose(np.exp(np.asarray(logp)).sum(axis=1), 1, rtol=1e-5)
+    assert len(model.convs) == 3 and len(model.norms) == 2  # (conv-bn-relu-dropout) x 2, conv
+    model.eval()
+    np.testing.assert_array_equal(_apply(model, x, s, r), _apply(model, x, s, r))  # no dropout
+
+
+def test_graph_classifier_is_padding_invariant():
+    ds = _random_graphs(12)
+    model = GCNGraphClassifier(
+        2, hidden=16, num_layers=3, dropout=0.0, in_features=4, rngs=nnx.Rngs(0)
+    )
+    batch = ds.batch(np.arange(12))
+    n, e = int(batch.n_node.sum()), int(batch.n_edge.sum())
+    # The model reads the last graph as padding (jraph's convention): one padding node is the
+    # least, a large budget with empty graphs the most; the 12 real outputs must agree.
+    tight = jax.tree.map(jnp.asarray, gb.pad_to_budget(batch, gb.Budget(n + 1, e, 13)))
+    loose = jax.tree.map(jnp.asarray, gb.pad_to_budget(batch, gb.Budget(1024, 4096, 20)))
+    # Train mode uses batch statistics: the padding nodes must stay out of them.
+    np.testing.assert_allclose(
+        _apply(model, loose)[:12], _apply(model, tight)[:12], rtol=1e-4, atol=1e-5
+    )
+    model.eval()
+    np.testing.assert_allclose(
+        _apply(model, loose)[:12], _apply(model, tight)[:12], rtol=1e-4, atol=1e-5
+    )
+
+
+def test_atom_encoder_model_runs_on_categorical_features():
+    dims = (5, 3)
+    model = GCNGraphClassifier(1, hidden=8, num_layers=2, atom_feature_dims=dims, rngs=nnx.Rngs(0))
+    nodes = np.array([[0, 1], [4, 2], [1, 0]], np.int32)  # 2 categorical features per atom
+    g = jraph.GraphsTuple(
+        nodes=nodes,
+        edges=None,
+        senders=np.array([0, 1]),
+        receivers=np.array([1, 0]),
+        n_node=np.array([2, 1]),
+        n_edge=np.array([2, 0]),
+        globals=None,
+    )
+    g = jax.tree.map(jnp.asarray, gb.pad_to_budget(g, gb.Budget(8, 4, 3)))
+    model.eval()
+    out = _apply(model, g)
+    assert out.shape == (3, 1) and np.all(np.isfinite(np.asarray(out)))
+
+
+# ----------------------------------------------------------------------------- metrics and loss
+def test_rocauc_skips_single_class_tasks_and_missing_labels():
+    y = np.array([[1, 0, np.nan], [0, 0, 1], [1, 0, 0], [np.nan, 0, 1]])
+    score = np.array([[0.9, 0.1, 0.3], [0.2, 0.5, 0.8], [0.4, 0.3, 0.1], [0.5, 0.2, 0.7]])
+    # Task 1 has one class only: skipped, as OGB does. Task 0 uses rows 0..2, task 2 rows 1..3.
+    expected = np.mean(
+        [roc_auc_score([1, 0, 1], [0.9, 0.2, 0.4]), roc_auc_score([1, 0, 1], [0.8, 0.1, 0.7])]
+    )
+    assert metrics.rocauc(y, score) == pytest.approx(expected)
+    assert metrics.rmse(np.array([1.0, np.nan, 3.0]), np.array([2.0, 0.0, 3.0])) == pytest.approx(
+        np.sqrt(0.5)
+    )
+    assert metrics.accuracy(np.array([0, 2]), np.array([[0.9, 0.1, 0.0], [0.1, 0.2, 0.7]])) == 1.0
+    assert metrics.better("rmse", 0.5, 0.6) and metrics.better("rocauc", 0.7, 0.6)
+
+
+def test_masked_bce_ignores_missing_labels_and_padding():
+    logits = jnp.array([[2.0, -1.0], [0.5, 3.0], [9.0, 9.0]])
+    labels = jnp.array([[1.0, jnp.nan], [0.0, 1.0], [0.0, 0.0]])
+    mask = jnp.array([True, True, False])  # the third graph is padding
+    z, y = np.array([2.0, 0.5, 3.0]), np.array([1.0, 0.0, 1.0])
+    expected = np.mean(np.log1p(np.exp(-z)) + (1 - y) * z)  # BCE of the 3 known entries
+    assert float(metrics.masked_loss("binary", logits, labels, mask)) == pytest.approx(
+        expected, rel=1e-6
+    )
+    assert metrics.numpy_loss(
+        "binary", np.asarray(logits[:2]), np.asarray(labels[:2])
+    ) == pytest.approx(expected)
+
+
+# ----------------------------------------------------------------------------- end to end
+def test_train_gcn_cora_smoke(shared_data, tmp_path):
+    out = tmp_path / "cora"
+    args = [
+        "train",
+        "gcn",
+        "--dataset",
+        "cora",
+        "--data-dir",
+        str(shared_data),
+        "--out",
+        str(out),
+        "--epochs",
+        "3",
+    ]
+    assert cli_main(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["metric"] == "accuracy" and 0 <= results["test_accuracy"] <= 1
+    assert {"test_accuracy_mean", "test_accuracy_std", "val_accuracy"} <= set(results)
+    seed_dir = out / "seed_0"
+    lines = (seed_dir / "predictions.csv").read_text().splitlines()
+    assert lines[0] == "index,task,y_pred,y_true" and len(lines) == 1001
+    assert len((seed_dir / "metrics.jsonl").read_text().splitlines()) == 3
+    assert (seed_dir / "curves.png").exists() and (out / "curves.png").exists()
+    assert (seed_dir / "checkpoints" / "best").is_dir()
+
+
+def test_train_gcn_tu_two_seeds(tmp_path):
+    _write_tu(tmp_path / "data")
+    # 3 graphs are too few to stratify; repeat them as a 30-graph TU dataset.
+    out = tmp_path / "run"
+    args = [
+        "train",
+        "gcn",
+        "--dataset",
+        "toy",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--out",
+        str(out),
+        "--epochs",
+        "2",
+        "--seeds",
+        "2",
+        "--hidden",
+        "8",
+        "--batch-size",
+        "4",
+    ]
+    _tile_tu(tmp_path / "data", 10)
+    assert cli_main(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["seeds"] == [0, 1] and len(results["runs"]) == 2
+    values = [r["test_accuracy"] for r in results["runs"]]
+    assert results["test_accuracy_mean"] == pytest.approx(np.mean(values))
+    assert results["test_accuracy_std"] == pytest.approx(np.std(values))
+    assert results["split_sizes"] == {"train": 24, "valid": 3, "test": 3}
+
+
+def _tile_tu(folder, times):
+    """Repeat the 3-graph TU dataset `times` times (ids shifted), in place."""
+    read = lambda s: (folder / f"TOY_{s}.txt").read_text().split()  # noqa: E731
+    edges = [
+        tuple(int(v) for v in line.split(","))
+        for line in (folder / "TOY_A.txt").read_text().splitlines()
+    ]
+    indicator, glabels, nlabels = read("graph_indicator"), read("graph_labels"), read("node_labels")
+    n, g = len(indicator), len(glabels)
+    (folder / "TOY_A.txt").write_text(
+        "".join(f"{u + k * n}, {v + k * n}\n" for k in range(times) for u, v in edges)
+    )
+    (folder / "TOY_graph_indicator.txt").write_text(
+        "".join(f"{int(i) + k * g}\n" for k in range(times) for i in indicator)
+    )
+    (folder / "TOY_graph_labels.txt").write_text("\n".join(glabels * times) + "\n")
+    (folder / "TOY_node_labels.txt").write_text("\n".join(nlabels * times) + "\n")
