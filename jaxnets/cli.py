@@ -21,6 +21,10 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
     "fashion-mnist": ("experiments.images.fashion_mnist", "Fashion-MNIST CNN (IDX files or TFDS)"),
     "cifar10": ("experiments.images.cifar10", "CIFAR-10 from scratch with augmentation"),
     "gcn": ("experiments.gcn.main", "GCN on Cora, ENZYMES or OGB datasets (jraph)"),
+    "transfer": (
+        "experiments.transfer.main",
+        "CIFAR-10 transfer: AlexNet/ResNet backbone, frozen vs unfrozen",
+    ),
 }
 
 # Other subcommands backed by a module: name -> (module, one-line help).
@@ -31,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "bench": ("jaxnets.bench.main", "speed benchmarks (e.g. `jaxnets bench cnn`) against PyTorch"),
     "data": ("jaxnets.data.main", "dataset facts, e.g. `jaxnets data info enzymes --data-dir DIR`"),
+    "submit": ("jaxnets.submission", "write a Kaggle submission.csv (Id, Category) from a run"),
     "pretrain": ("experiments.bert.pretrain_main", "masked-language-model pretraining: `pretrain bert`"),
     "finetune": ("experiments.bert.finetune_main", "IMDB sentiment fine-tuning: `finetune bert`"),
     "predict": (

@@ -155,25 +155,32 @@ def _gradient_errors(forward, backward, diff_args, fixed, config, has_aux, seed=
 
     @jax.jit
     def run(diff_args, dout, dirs):
-        out, cache = forward(*diff_args, *fixed, **config)
+        _, cache = forward(*diff_args, *fixed, **config)
         manual = backward(dout, cache)
         manual = manual if isinstance(manual, tuple) else (manual,)
         plain = lambda *a: value(forward(*a, *fixed, **config)[0])  # noqa: E731
         autodiff = jax.vjp(plain, *diff_args)[1](dout)
         custom = jax.vjp(lambda *a: value(bound(*a, *fixed, **config)), *diff_args)[1](dout)
         f = lambda a: jnp.vdot(plain(*a), dout)  # noqa: E731
+
+        def shifted(u, step):
+            return jax.tree.map(lambda a, d: a + step * d, diff_args, u)
+
         nums, anas = [], []
         for u in dirs:
-            shift = lambda s: jax.tree.map(lambda a, d: a + s * h * d, diff_args, u)  # noqa: E731
-            nums.append((f(shift(1.0)) - f(shift(-1.0))) / (2 * h))
-            anas.append(sum(jnp.vdot(g, d) for g, d in zip(jax.tree.leaves(manual), jax.tree.leaves(u))))
+            nums.append((f(shifted(u, h)) - f(shifted(u, -h))) / (2 * h))
+            anas.append(
+                sum(jnp.vdot(g, d) for g, d in zip(jax.tree.leaves(manual), jax.tree.leaves(u)))
+            )
         return manual, autodiff, custom, jnp.stack(nums), jnp.stack(anas)
 
     manual, autodiff, custom, nums, anas = run(tuple(diff_args), dout, dirs)
 
     def scaled(a, b):
         pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b))
-        return max(float(jnp.abs(x - y).max() / max(float(jnp.abs(y).max()), 1e-30)) for x, y in pairs)
+        return max(
+            float(jnp.abs(x - y).max() / max(float(jnp.abs(y).max()), 1e-30)) for x, y in pairs
+        )
 
     nums, anas = np.asarray(nums), np.asarray(anas)
     directional = float(np.max(np.abs(nums - anas) / np.abs(anas)))
@@ -207,7 +214,13 @@ def _layer_cases(name: str):
         # Covers MHA (fused qkv, heads, output projection), scaled dot-product attention with a
         # fully padded row and attention dropout, the feed-forward, layer norm and dropout.
         config = {"num_heads": 2, "keep_prob": 0.8, "train": True}
-        return att.encoder_block_forward, att.encoder_block_backward, (x, block), (mask, key), config
+        return (
+            att.encoder_block_forward,
+            att.encoder_block_backward,
+            (x, block),
+            (mask, key),
+            config,
+        )
     if name == "encoder_block pre-LN (mask, causal, tanh GELU)":
         config = {"num_heads": 4, "norm_first": True, "causal": True, "approximate_gelu": True}
         return att.encoder_block_forward, att.encoder_block_backward, (x, block), (mask,), config
@@ -309,6 +322,4 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(TypeError, match="floating-point"):
         att.scaled_dot_product_forward(x.astype(jnp.int32), x, x)
     with pytest.raises(ValueError, match="PRNG key"):
-        att.encoder_block_forward(
-            x, block, num_heads=2, keep_prob=0.9, train=True
-        )
+        att.encoder_block_forward(x, block, num_heads=2, keep_prob=0.9, train=True)

@@ -36,7 +36,7 @@ def _dense_gcn_reference(x, w, b, senders, receivers):
 
 def test_gcn_matches_dense_reference(x64):
     x, params, senders, receivers = graph_cases._gcn_args(jax.random.key(3))
-    out = graph.gcn(x, params, senders, receivers)
+    out = jax.jit(graph.gcn)(x, params, senders, receivers)  # jitted: eager dispatch is slower
     expected = _dense_gcn_reference(
         np.asarray(x),
         np.asarray(params["w"]),
@@ -47,7 +47,8 @@ def test_gcn_matches_dense_reference(x64):
     # float64 throughout: only roundoff separates the two, ~1e-15 relative.
     np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-12, atol=1e-12)
     # The sparse-input variant computes the same layer.
-    sparse_out = graph.sparse_gcn(params, graph.to_sparse(np.asarray(x)), senders, receivers)
+    sparse_x = graph.to_sparse(np.asarray(x))
+    sparse_out = jax.jit(graph.sparse_gcn)(params, sparse_x, senders, receivers)
     np.testing.assert_allclose(np.asarray(sparse_out), expected, rtol=1e-12, atol=1e-12)
 
 
@@ -55,7 +56,8 @@ def test_gcn_isolated_node_and_symmetric_case(x64):
     # An undirected path 0-1-2 plus an isolated node 3: d = [2, 3, 2, 1].
     x = jnp.eye(4, dtype=jnp.float64)
     params = {"w": jnp.eye(4, dtype=jnp.float64), "b": jnp.zeros(4, jnp.float64)}
-    out = np.asarray(graph.gcn(x, params, jnp.array([0, 1, 1, 2]), jnp.array([1, 0, 2, 1])))
+    senders, receivers = jnp.array([0, 1, 1, 2]), jnp.array([1, 0, 2, 1])
+    out = np.asarray(jax.jit(graph.gcn)(x, params, senders, receivers))
     s6 = 1 / np.sqrt(6)
     expected = np.array(
         [[1 / 2, s6, 0, 0], [s6, 1 / 3, s6, 0], [0, s6, 1 / 2, 0], [0, 0, 0, 1]]
@@ -93,11 +95,14 @@ def test_masked_batchnorm_ignores_padding_rows():
     key = jax.random.key(0)
     x = jax.random.normal(key, (6, 3)) * 2 + 1
     params, state = norm.batchnorm_init(3)
-    (ref, ref_state), _ = norm.batchnorm_forward(x, params, state, train=True)
+    (ref, ref_state), _ = jax.jit(norm.batchnorm_forward, static_argnames="train")(
+        x, params, state, train=True
+    )
     # The same rows plus 4 padding rows of junk: real rows and statistics are unchanged.
     padded = jnp.concatenate([x, 100 * jnp.ones((4, 3))])
     mask = jnp.arange(10) < 6
-    (out, new_state), _ = graph.masked_batchnorm_forward(padded, params, state, mask, train=True)
+    forward = jax.jit(graph.masked_batchnorm_forward, static_argnames="train")
+    (out, new_state), _ = forward(padded, params, state, mask, train=True)
     np.testing.assert_allclose(out[:6], ref, rtol=1e-5, atol=1e-5)
     assert np.all(np.asarray(out[6:]) == 0)
     np.testing.assert_allclose(new_state["var"], ref_state["var"], rtol=1e-5)

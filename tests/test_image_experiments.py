@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import functools
 import gzip
 import json
@@ -15,6 +16,7 @@ import optax
 import pytest
 from flax import nnx
 
+from experiments.images import main
 from experiments.images.config import get_config
 from jaxnets import cli, optim
 from jaxnets.data.images import load_digits
@@ -175,7 +177,9 @@ OUTPUTS = (
 )
 
 
+@pytest.mark.slow
 def test_fashion_mnist_command_on_idx_files(tmp_path, capsys):
+    """End to end through the command line on IDX files the test writes (~30 s)."""
     _fake_fashion_mnist(tmp_path / "fm")
     out = tmp_path / "run"
     argv = ["train", "fashion-mnist", "--data-dir", str(tmp_path / "fm"), "--out", str(out)]
@@ -211,6 +215,20 @@ def test_fashion_mnist_without_data_fails_fast_with_advice(tmp_path, capsys):
     assert "dataset-fashion-mnist" in captured.err and "--data-dir" in captured.err
     assert "Traceback" not in captured.err + captured.out
     assert not (tmp_path / "run" / "results.json").exists()
+
+
+def test_command_line_flags_map_onto_the_config():
+    parser = argparse.ArgumentParser()
+    main.add_arguments(parser, "cifar10")
+    args = parser.parse_args(
+        ["--lr", "0.1", "--epochs", "3", "--no-augment", "--width", "16", "--limit-train", "500"]
+    )
+    config = main.config_from_args(args, "cifar10")
+    assert (config.learning_rate, config.epochs, config.augment) == (0.1, 3, False)
+    assert config.model_options == {"width": 16} and config.limit_train == 500
+    assert config.optimizer == get_config("cifar10").optimizer  # unset flags keep the defaults
+    with pytest.raises(SystemExit, match="--width applies to --model resnet9 only"):
+        main.config_from_args(parser.parse_args(["--model", "lenet5", "--width", "8"]), "cifar10")
 
 
 def test_configs():

@@ -10,10 +10,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxnets.text.masking import IGNORE_INDEX, mask_tokens, mlm_loss
+from jaxnets.text.masking import IGNORE_INDEX, mlm_loss
+from jaxnets.text.masking import mask_tokens as _mask_tokens
 
 VOCAB = 100
 MASK_ID = VOCAB  # the course's extra embedding row
+
+# One compiled program per configuration (eagerly, every primitive compiles on its own).
+_STATIC = ("mask_id", "vocab_size", "random_low", "mask_prob", "random_prob", "special_ids")
+mask_tokens = jax.jit(_mask_tokens, static_argnames=_STATIC)
 
 
 def _random_batch(seed: int, b: int = 128, t: int = 128, pad: bool = False) -> np.ndarray:
@@ -27,8 +32,8 @@ def _random_batch(seed: int, b: int = 128, t: int = 128, pad: bool = False) -> n
 
 def test_fractions_match_the_course_on_a_large_batch():
     ids = _random_batch(0)
-    inputs, labels = jax.jit(lambda k, x: mask_tokens(k, x, mask_id=MASK_ID, vocab_size=VOCAB))(
-        jax.random.key(0), jnp.asarray(ids)
+    inputs, labels = mask_tokens(
+        jax.random.key(0), jnp.asarray(ids), mask_id=MASK_ID, vocab_size=VOCAB
     )
     inputs, labels = np.asarray(inputs), np.asarray(labels)
     n = ids.size  # 16,384 positions: one standard error of a fraction near 0.15 is ~0.003
@@ -76,9 +81,9 @@ def test_same_key_same_corruption_and_random_low():
     changed = np.asarray(a[0])[np.asarray(a[0]) != np.asarray(ids)]
     assert changed.size and changed.min() >= 5  # no special token is ever drawn
     with pytest.raises(ValueError, match="mask_prob"):
-        mask_tokens(jax.random.key(0), ids, mask_id=0, vocab_size=VOCAB, random_prob=0.5)
+        _mask_tokens(jax.random.key(0), ids, mask_id=0, vocab_size=VOCAB, random_prob=0.5)
     with pytest.raises(TypeError, match="integer"):
-        mask_tokens(jax.random.key(0), ids.astype(jnp.float32), mask_id=0, vocab_size=VOCAB)
+        _mask_tokens(jax.random.key(0), ids.astype(jnp.float32), mask_id=0, vocab_size=VOCAB)
 
 
 def test_mlm_loss_ignores_unlabelled_positions():
@@ -99,7 +104,8 @@ def test_initial_mlm_loss_of_a_fresh_bert_is_about_ln_vocab():
     from jaxnets.models.bert import BertConfig, BertModel
 
     config = BertConfig(vocab_size=VOCAB, embed_dim=32, num_heads=2, num_layers=2, max_len=128)
-    model = BertModel(config, rngs=nnx.Rngs(0))
+    with jax.threefry_partitionable(False):  # one compiled init, quick to compile on CPU
+        model = nnx.jit(lambda: BertModel(config, rngs=nnx.Rngs(0)))()
     ids = jnp.asarray(_random_batch(3))
     inputs, labels = mask_tokens(jax.random.key(4), ids, mask_id=config.mask_id, vocab_size=VOCAB)
     logits = nnx.jit(lambda m, x: m(x, ids == 0)[0])(nnx.view(model, deterministic=True), inputs)

@@ -43,7 +43,9 @@ def test_folder_and_archive_read_alike(tmp_path):
         assert len(splits.test_texts) == 20 and splits.test_labels.sum() == 10
         assert splits.val_labels.sum() == 3  # stratified: 30% of each class
         assert "<br" not in " ".join(splits.train_texts)
-        assert all(("wonderful" in t) == bool(y) for t, y in zip(splits.test_texts, splits.test_labels))
+        assert all(
+            ("wonderful" in t) == bool(y) for t, y in zip(splits.test_texts, splits.test_labels)
+        )
     assert from_folder.train_texts == from_archive.train_texts
     assert "IMDB from" in from_archive.describe()
 
@@ -62,7 +64,7 @@ def test_missing_and_corrupt_data_raise_clear_errors(tmp_path):
         tar.addfile(info, io.BytesIO(b"good"))
     with pytest.raises(DatasetFormatError, match="no train/pos and train/neg"):
         read_imdb_archive(empty)
-    with pytest.raises(DatasetNotFoundError, match="input.txt"):
+    with pytest.raises(DatasetNotFoundError, match=r"input\.txt"):
         load_corpus("tinyshakespeare", tmp_path)
     with pytest.raises(ValueError, match="unknown corpus"):
         load_corpus("ptb", tmp_path)
@@ -126,7 +128,9 @@ def test_wordpiece_training_specials_and_batches(tmp_path):
     # Saved with the model, reloaded identically.
     tok.save(tmp_path / "tok")
     again = WordPieceTokenizer.load(tmp_path / "tok")
-    np.testing.assert_array_equal(again.encode_batch(["great plot"], 8)[0], tok.encode_batch(["great plot"], 8)[0])
+    np.testing.assert_array_equal(
+        again.encode_batch(["great plot"], 8)[0], tok.encode_batch(["great plot"], 8)[0]
+    )
 
 
 def test_user_vocab_txt(tmp_path):
@@ -143,7 +147,23 @@ def test_user_vocab_txt(tmp_path):
 
 
 def test_chunk_documents():
-    rows = chunk_documents([list(range(10, 30)), [5, 6]], 10, cls_id=2, sep_id=3, pad_id=0, min_tokens=3)
+    rows = chunk_documents(
+        [list(range(10, 30)), [5, 6]], 10, cls_id=2, sep_id=3, pad_id=0, min_tokens=3
+    )
     assert rows.shape == (3, 10)  # 20 tokens -> 8 + 8 + 4; the 2-token document is dropped
     np.testing.assert_array_equal(rows[0], [2, *range(10, 18), 3])
     np.testing.assert_array_equal(rows[2], [2, 26, 27, 28, 29, 3, 0, 0, 0, 0])
+
+
+def test_character_clipping_before_tokenizing_changes_nothing():
+    # encode_batch cuts very long texts to their first (and last) 10 * max_len characters
+    # before tokenizing; the tokens it keeps must be those of the whole text.
+    tok = WordPieceTokenizer.train(_texts(), vocab_size=200)
+    rng = np.random.default_rng(1)
+    words = "the movie was good bad great awful plot acting story film loved hated".split()
+    long = [" ".join(rng.choice(words, 400)) for _ in range(3)]  # ~2,400 characters each
+    for truncation in ("head", "head+tail"):
+        ids, _ = tok.encode_batch(long, 16, truncation=truncation)
+        for row, tokens in zip(ids, tok.encode_documents(long)):
+            kept = tokens[:14] if truncation == "head" else tokens[:7] + tokens[-7:]
+            np.testing.assert_array_equal(row, [tok.cls_id, *kept, tok.sep_id])

@@ -230,3 +230,23 @@ def test_restore_best_loads_the_best_validation_epoch(digits, uninterrupted):
     _, _, x_val, y_val = digits
     got = trainer.evaluate(iterate_batches(x_val, y_val, 100, shuffle=False, drop_remainder=False))
     assert got["accuracy"] == pytest.approx(accuracies[best - 1])
+
+
+def test_wrt_trains_only_the_selected_variables(tmp_path):
+    """A frozen body and a trained head, as when fine-tuning on a pretrained encoder."""
+    model = TinyNet(nnx.Rngs(params=0, dropout=1))
+    head = nnx.All(nnx.Param, nnx.PathContains("fc2"))
+    trainer = Trainer(model, optax.sgd(0.1), loss_fn, tmp_path, progress=False, wrt=head)
+    before = jax.tree.map(np.asarray, nnx.state(model, nnx.Param))
+    rng = np.random.default_rng(0)
+    batch = {
+        "image": rng.normal(size=(16, 8, 8, 1)).astype(np.float32),
+        "label": rng.integers(0, 10, 16).astype(np.int32),
+        "mask": np.ones(16, bool),
+    }
+    trainer._train_step(batch)
+    after = nnx.state(model, nnx.Param)
+    np.testing.assert_array_equal(after["fc1"]["kernel"][...], before["fc1"]["kernel"])
+    np.testing.assert_array_equal(after["bn"]["scale"][...], before["bn"]["scale"])
+    assert np.abs(after["fc2"]["kernel"][...] - before["fc2"]["kernel"]).max() > 0
+    assert count_params(model, head) == 32 * 10 + 10

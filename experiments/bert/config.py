@@ -3,7 +3,7 @@
 Presets:
 - "cpu" (the default): small enough that `jaxnets pretrain bert` then `jaxnets finetune bert`
   finish in under 30 minutes on a 2-core CPU: 2 post-LN blocks, E=128, 4 heads, FF=256, T=128,
-  a WordPiece vocabulary of 8,192 trained on the IMDB train reviews, 600 MLM steps of 32
+  a WordPiece vocabulary of 8,192 trained on the IMDB train reviews, 400 MLM steps of 32
   sequences, then one epoch of fine-tuning with a [CLS] head and the encoder unfrozen.
 - "gpu": for an accelerator, aiming at >= 0.88 IMDB test accuracy: 4 blocks, E=256, FF=1024,
   T=256, 20,000 MLM steps of 128 sequences over IMDB + WikiText-2 + Tiny Shakespeare, then 3
@@ -25,6 +25,7 @@ class PretrainConfig:
     corpus: tuple[str, ...] = ("imdb",)  # any of imdb, tinyshakespeare, wikitext2
     vocab_size: int = 8192
     vocab: str | None = None  # a vocab.txt to use instead of training a tokenizer
+    tokenizer_documents: int | None = 10_000  # train the WordPiece vocabulary on these many
     max_len: int = 128
     embed_dim: int = 128
     num_heads: int = 4
@@ -34,10 +35,10 @@ class PretrainConfig:
     positions: str = "sinusoidal"
     norm_first: bool = False
     batch_size: int = 32
-    steps: int = 600
-    steps_per_epoch: int = 100  # one "epoch" = one log line, validation and checkpoint
+    steps: int = 400
+    steps_per_epoch: int = 50  # one "epoch" = one log line, validation and checkpoint
     learning_rate: float = 1e-3
-    warmup_steps: int = 60
+    warmup_steps: int = 40
     weight_decay: float = 0.01
     clip_norm: float = 1.0
     val_sequences: int = 512  # held-out sequences for the validation MLM loss

@@ -1,8 +1,8 @@
 """`jaxnets finetune bert`: IMDB sentiment classification on a pretrained encoder.
 
-    jaxnets finetune bert                                  # on runs/bert-pretrain, CPU default
-    jaxnets finetune bert --preset course --hf-checkpoint bert-base-uncased/   # the course's
-    jaxnets finetune bert --pretrained none --epochs 2    # no pretraining, for comparison
+jaxnets finetune bert                                  # on runs/bert-pretrain, CPU default
+jaxnets finetune bert --preset course --hf-checkpoint bert-base-uncased/   # the course's
+jaxnets finetune bert --pretrained none --epochs 2    # no pretraining, for comparison
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--out", default="runs/bert-imdb", help="run folder (default: runs/bert-imdb)")
     add("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     add("--pretrained", help="pretrain run folder, or 'none' (default: runs/bert-pretrain)")
-    add("--hf-checkpoint", help="a local Hugging Face BERT folder (config.json, weights, vocab.txt)")
+    add(
+        "--hf-checkpoint", help="a local Hugging Face BERT folder (config.json, weights, vocab.txt)"
+    )
     add("--head", choices=["cls", "gru"], help="[CLS] pooling or the course's bidirectional GRU")
     add("--freeze-encoder", action=argparse.BooleanOptionalAction, help="train the head only")
     add("--max-len", type=int, help="tokens per review (default: 128)")
@@ -63,8 +65,12 @@ def run(args: argparse.Namespace) -> int:
         baseline=args.baseline,
     )
     console.print(
-        f"IMDB test accuracy [bold]{results['test_accuracy']:.4f}[/] (loss {results['test_loss']:.4f}); "
-        f"best epoch {results['best_epoch']} by validation loss; {results['wall_seconds'] / 60:.1f} min"
+        f"IMDB test accuracy [bold]{results['test_accuracy']:.4f}[/] "
+        f"(loss {results['test_loss']:.4f}); best epoch {results['best_epoch']} by validation "
+        f"loss; {results['wall_seconds'] / 60:.1f} min"
     )
-    console.print(f"Wrote {args.out}/: model/, tokenizer.json, config.json, results.json, curves.png, attention.png")
+    console.print(
+        f"Wrote {args.out}/: model/, tokenizer.json, config.json, results.json, curves.png, "
+        "attention.png"
+    )
     return 0

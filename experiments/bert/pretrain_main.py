@@ -1,8 +1,8 @@
 """`jaxnets pretrain bert`: masked-language-model pretraining of a small BERT.
 
-    jaxnets pretrain bert                                  # the CPU default, < 15 minutes
-    jaxnets pretrain bert --preset gpu --out runs/bert-pretrain-gpu
-    jaxnets pretrain bert --corpus imdb,wikitext2 --steps 2000 --data-dir ../shared/data
+jaxnets pretrain bert                                  # the CPU default, < 15 minutes
+jaxnets pretrain bert --preset gpu --out runs/bert-pretrain-gpu
+jaxnets pretrain bert --corpus imdb,wikitext2 --steps 2000 --data-dir ../shared/data
 """
 
 from __future__ import annotations
@@ -41,7 +41,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--lr", "--learning-rate", dest="learning_rate", type=float)
     add("--warmup-steps", type=int)
     add("--limit-documents", type=int, metavar="N", help="use the first N documents")
-    add("--data-dir", help="folder with imdb/, tinyshakespeare/, wikitext2/ (default: ../shared/data)")
+    add(
+        "--data-dir",
+        help="folder with imdb/, tinyshakespeare/, wikitext2/ (default: ../shared/data)",
+    )
     add("--seed", type=int)
     add("--no-progress", action="store_true", help="no progress bar")
 
@@ -56,11 +59,16 @@ def run(args: argparse.Namespace) -> int:
         overrides["corpus"] = tuple(c.strip() for c in args.corpus.split(",") if c.strip())
     config = get_pretrain_config(args.preset, **overrides)
     console = Console()
-    results = pretrain(config, args.out, resume=args.resume, progress=not args.no_progress, console=console)
+    results = pretrain(
+        config, args.out, resume=args.resume, progress=not args.no_progress, console=console
+    )
     console.print(
         f"validation MLM loss [bold]{results['val_mlm_loss']:.3f}[/] (started at "
         f"{results['initial_val_mlm_loss']:.3f}), masked-token accuracy "
         f"{results['val_mlm_accuracy']:.3f}, {results['wall_seconds'] / 60:.1f} min"
     )
-    console.print(f"Wrote {args.out}/: model/, tokenizer.json, config.json, results.json, mlm_loss.png, attention.png")
+    console.print(
+        f"Wrote {args.out}/: model/, tokenizer.json, config.json, results.json, mlm_loss.png, "
+        "attention.png"
+    )
     return 0

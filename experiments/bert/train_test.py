@@ -1,4 +1,4 @@
-"""End to end on a tiny synthetic IMDB: pretrain a few steps, fine-tune, predict, through the CLI."""
+"""End to end on a tiny synthetic IMDB, through the CLI: pretrain, fine-tune, predict."""
 
 from __future__ import annotations
 

@@ -35,6 +35,7 @@ class ImageConfig:
     data_dir: str | None = None
     source: str = "auto"  # auto, files, tfds
     seed: int = 0
+    compute_dtype: str = "float32"  # "bfloat16": mixed precision, float32 parameters
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

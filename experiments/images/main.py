@@ -33,6 +33,7 @@ _FIELDS = {
     "data_dir": "data_dir",
     "source": "source",
     "seed": "seed",
+    "compute_dtype": "compute_dtype",
 }
 
 
@@ -79,6 +80,12 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     add("--data-dir", help="where the dataset's files (or a prepared TFDS copy) are")
     add("--source", choices=("auto", "files", "tfds"), help="data source (default: auto)")
     add("--seed", type=int, help=f"default: {d.seed}")
+    add(
+        "--compute-dtype",
+        choices=("float32", "bfloat16"),
+        help="bfloat16: mixed precision (bfloat16 compute, float32 parameters) for TPUs/GPUs "
+        f"(default: {d.compute_dtype})",
+    )
     add("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -27,6 +27,7 @@ from jaxnets.training import plots
 from jaxnets.training.metrics import classification_metrics
 from jaxnets.training.run_dir import RunDir
 from jaxnets.training.schedules import make_schedule
+from jaxnets.training.precision import set_compute_dtype
 from jaxnets.training.trainer import EpochCallback, Trainer, count_params
 
 
@@ -58,7 +59,8 @@ def build_model(config: ImageConfig, data: ImageData) -> nnx.Module:
         )
 
     with jax.threefry_partitionable(False):
-        return nnx.jit(create)()
+        model = nnx.jit(create)()
+    return set_compute_dtype(model, config.compute_dtype)
 
 
 def build_optimizer(config: ImageConfig, schedule: optax.Schedule) -> optax.GradientTransformation:

@@ -19,3 +19,6 @@ def test_train_and_evaluate_one_step(tmp_path):
     (record,) = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert record["step"] == 1
     assert json.loads((tmp_path / "results.json").read_text())["model"] == "fashion_cnn"
+    for name in ("curves.png", "filters.png", "predictions.png", "confusion_matrix.png"):
+        assert (tmp_path / name).stat().st_size > 0, name
+    assert (tmp_path / "checkpoints" / "last" / "1").is_dir()

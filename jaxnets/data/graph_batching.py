@@ -9,8 +9,8 @@ dataset's largest edges-per-node ratio. That ratio bounds every batch's ratio
 compilations is the number of distinct node budgets, two or three in practice.
 
 Padding nodes and edges live in the padding graph only (its edges join padding nodes), so they
-never touch a real node; use `jraph.get_node_padding_mask` / `get_graph_padding_mask` to drop
-them from statistics, pooling and losses.
+never touch a real node; use `jraph.get_node_padding_mask` / `get_graph_padding_mask` (or
+`real_graph_mask` on the host) to drop them from statistics, pooling and losses.
 """
 
 from __future__ import annotations
@@ -64,6 +64,15 @@ def budget_for(num_nodes: int, batch_size: int, ratio: float, *, min_nodes: int 
 
 def pad_to_budget(graph: jraph.GraphsTuple, budget: Budget) -> jraph.GraphsTuple:
     return jraph.pad_with_graphs(graph, budget.n_node, budget.n_edge, budget.n_graph)
+
+
+def real_graph_mask(graphs: jraph.GraphsTuple) -> np.ndarray:
+    """`jraph.get_graph_padding_mask` on the host, in numpy (no device op to dispatch): the
+    padding graphs are the trailing empty ones and the one before them, which holds the
+    padding nodes."""
+    n_node = np.asarray(graphs.n_node)
+    trailing_empty = int(np.argmin(n_node[::-1] == 0))
+    return np.arange(len(n_node)) < len(n_node) - trailing_empty - 1
 
 
 def iterate_batches(

@@ -25,7 +25,9 @@ from jaxnets.data.pipeline import stratified_split_indices
 
 # The repo's sibling folder ../shared/data, or $JAXNETS_DATA_DIR.
 DEFAULT_DATA_DIR = Path(
-    os.environ.get("JAXNETS_DATA_DIR", Path(__file__).resolve().parents[2].parent / "shared" / "data")
+    os.environ.get(
+        "JAXNETS_DATA_DIR", Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    )
 )
 IMDB_ARCHIVES = ("aclImdb_labeled.tar.gz", "aclImdb_v1.tar.gz")
 IMDB_SOURCES = ("auto", "files", "tfds")
@@ -131,7 +133,9 @@ def read_imdb_tfds(data_dir: str | os.PathLike | None) -> Split:
         try:
             source = tfds.data_source("imdb_reviews", split=split, download=False, **kwargs)
         except Exception as exc:
-            raise DatasetNotFoundError(f"no readable TFDS imdb_reviews in {data_dir}.{_IMDB_HELP}") from exc
+            raise DatasetNotFoundError(
+                f"no readable TFDS imdb_reviews in {data_dir}.{_IMDB_HELP}"
+            ) from exc
         items = [source[i] for i in range(len(source))]
         texts = [clean_review(item["text"].decode("utf-8")) for item in items]
         out[split] = (texts, np.array([int(item["label"]) for item in items], np.int32))
@@ -193,7 +197,8 @@ def load_imdb(
 def _read_text(path: Path, name: str) -> str:
     if not path.is_file():
         raise DatasetNotFoundError(
-            f"{name}: {path} does not exist; pass --data-dir DIR with DIR/{path.parent.name}/{path.name}"
+            f"{name}: {path} does not exist; pass --data-dir DIR holding "
+            f"{path.parent.name}/{path.name}"
         )
     try:
         return path.read_text(encoding="utf-8")

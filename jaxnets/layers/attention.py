@@ -109,7 +109,9 @@ def scaled_dot_product_forward(
         # Only changes fully masked rows (elsewhere exp already gave exact zeros): their
         # uniform weights over padding become zeros.
         p = jnp.where(allowed, p, 0)
-    dropped, drop_cache = dropout_forward(p, key, keep_prob=keep_prob, train=train and keep_prob < 1)
+    dropped, drop_cache = dropout_forward(
+        p, key, keep_prob=keep_prob, train=train and keep_prob < 1
+    )
     return (dropped @ v, p), (q, k, v, p, drop_cache)
 
 
@@ -372,6 +374,9 @@ def init_encoder_block(
     return {
         "attn": init_multi_head_attention(k_attn, embed_dim, dtype),
         "ln1": dict(ln),
-        "ffn": {"fc1": _dense(k1, embed_dim, ff_dim, dtype), "fc2": _dense(k2, ff_dim, embed_dim, dtype)},
+        "ffn": {
+            "fc1": _dense(k1, embed_dim, ff_dim, dtype),
+            "fc2": _dense(k2, ff_dim, embed_dim, dtype),
+        },
         "ln2": dict(ln),
     }

@@ -59,7 +59,9 @@ flatten = manual_vjp(flatten_forward, flatten_backward)
 # ----------------------------------------------------------------------------- activations
 def relu_forward(x: Array) -> tuple[Array, Array]:
     check_float("relu", "x", x)
-    return jnp.maximum(x, 0), x
+    # where, not maximum: autodiff of maximum splits the gradient 0.5/0.5 at x == 0, and the
+    # plain forward must differentiate exactly like relu_backward (gradient 0 there).
+    return jnp.where(x > 0, x, 0), x
 
 
 def relu_backward(dout: Array, cache: Array) -> Array:

@@ -63,13 +63,18 @@ class BertConfig:
 
     def __post_init__(self) -> None:
         if self.positions not in ("sinusoidal", "learned"):
-            raise ValueError(f"BertConfig: positions must be 'sinusoidal' or 'learned', got {self.positions!r}")
+            raise ValueError(
+                f"BertConfig: positions must be 'sinusoidal' or 'learned', got {self.positions!r}"
+            )
         if self.embed_dim % self.num_heads:
             raise ValueError(
-                f"BertConfig: embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}"
+                f"BertConfig: embed_dim={self.embed_dim} is not divisible by "
+                f"num_heads={self.num_heads}"
             )
         if self.mask_token_id is not None and not 0 <= self.mask_token_id < self.vocab_size:
-            raise ValueError(f"BertConfig: mask_token_id {self.mask_token_id} is outside the vocabulary")
+            raise ValueError(
+                f"BertConfig: mask_token_id {self.mask_token_id} is outside the vocabulary"
+            )
 
     @property
     def mask_id(self) -> int:
@@ -92,7 +97,9 @@ class BertConfig:
         return cls(**{k: v for k, v in d.items() if k in names})
 
     @classmethod
-    def from_hf(cls, hf: Mapping[str, Any] | str | os.PathLike, mask_token_id: int = 103) -> BertConfig:
+    def from_hf(
+        cls, hf: Mapping[str, Any] | str | os.PathLike, mask_token_id: int = 103
+    ) -> BertConfig:
         """The config matching a Hugging Face BERT `config.json` (a dict or its path).
 
         mask_token_id: the tokenizer's [MASK] id (103 in bert-base-uncased's vocab.txt).
@@ -124,12 +131,20 @@ class MultiHeadAttention(nnx.Module):
     """Fused qkv projection Linear(E, 3E) and output projection Linear(E, E), Xavier uniform
     with zero biases; attention dropout on the weights. Returns (out, attention weights)."""
 
-    def __init__(self, embed_dim: int, num_heads: int, *, dropout_rate: float = 0.0, rngs: nnx.Rngs):
+    def __init__(
+        self, embed_dim: int, num_heads: int, *, dropout_rate: float = 0.0, rngs: nnx.Rngs
+    ):
         if embed_dim % num_heads:
-            raise ValueError(f"MultiHeadAttention: {embed_dim} is not divisible by {num_heads} heads")
+            raise ValueError(
+                f"MultiHeadAttention: {embed_dim} is not divisible by {num_heads} heads"
+            )
         self.num_heads = num_heads
-        self.qkv = nnx.Linear(embed_dim, 3 * embed_dim, kernel_init=_xavier, bias_init=_zeros, rngs=rngs)
-        self.out = nnx.Linear(embed_dim, embed_dim, kernel_init=_xavier, bias_init=_zeros, rngs=rngs)
+        self.qkv = nnx.Linear(
+            embed_dim, 3 * embed_dim, kernel_init=_xavier, bias_init=_zeros, rngs=rngs
+        )
+        self.out = nnx.Linear(
+            embed_dim, embed_dim, kernel_init=_xavier, bias_init=_zeros, rngs=rngs
+        )
         self.dropout_rate = dropout_rate
         self.deterministic = False
         self.rngs = rngs["dropout"].fork() if dropout_rate > 0 else nnx.data(None)
@@ -139,7 +154,9 @@ class MultiHeadAttention(nnx.Module):
         if deterministic is not None:
             self.deterministic = deterministic
 
-    def __call__(self, x: Array, mask: Array | None = None, *, causal: bool = False) -> tuple[Array, Array]:
+    def __call__(
+        self, x: Array, mask: Array | None = None, *, causal: bool = False
+    ) -> tuple[Array, Array]:
         b, t, e = x.shape
         h = self.num_heads
         q, k, v = self.qkv(x).reshape(b, t, 3, h, e // h).transpose(2, 0, 3, 1, 4)
@@ -154,9 +171,15 @@ class MultiHeadAttention(nnx.Module):
 class FeedForward(nnx.Module):
     """Linear(E, F) - GELU - Linear(F, E)."""
 
-    def __init__(self, embed_dim: int, hidden_dim: int, *, approximate: bool = False, rngs: nnx.Rngs):
-        self.fc1 = nnx.Linear(embed_dim, hidden_dim, kernel_init=_xavier, bias_init=_zeros, rngs=rngs)
-        self.fc2 = nnx.Linear(hidden_dim, embed_dim, kernel_init=_xavier, bias_init=_zeros, rngs=rngs)
+    def __init__(
+        self, embed_dim: int, hidden_dim: int, *, approximate: bool = False, rngs: nnx.Rngs
+    ):
+        self.fc1 = nnx.Linear(
+            embed_dim, hidden_dim, kernel_init=_xavier, bias_init=_zeros, rngs=rngs
+        )
+        self.fc2 = nnx.Linear(
+            hidden_dim, embed_dim, kernel_init=_xavier, bias_init=_zeros, rngs=rngs
+        )
         self.approximate = approximate
 
     def __call__(self, x: Array) -> Array:
@@ -181,7 +204,9 @@ class TransformerBlock(nnx.Module):
     ):
         self.attn = MultiHeadAttention(embed_dim, num_heads, dropout_rate=dropout_rate, rngs=rngs)
         self.ln1 = nnx.LayerNorm(embed_dim, epsilon=layer_norm_eps, rngs=rngs)
-        self.ffn = FeedForward(embed_dim, ff_dim or 4 * embed_dim, approximate=gelu_approximate, rngs=rngs)
+        self.ffn = FeedForward(
+            embed_dim, ff_dim or 4 * embed_dim, approximate=gelu_approximate, rngs=rngs
+        )
         self.ln2 = nnx.LayerNorm(embed_dim, epsilon=layer_norm_eps, rngs=rngs)
         self.drop1 = nnx.Dropout(dropout_rate, rngs=rngs)
         self.drop2 = nnx.Dropout(dropout_rate, rngs=rngs)
@@ -210,12 +235,16 @@ class BertModel(nnx.Module):
             c.embedding_rows, c.embed_dim, embedding_init=nnx.initializers.normal(1.0), rngs=rngs
         )
         self.pos_embed = (
-            nnx.Embed(c.max_len, c.embed_dim, embedding_init=nnx.initializers.normal(0.02), rngs=rngs)
+            nnx.Embed(
+                c.max_len, c.embed_dim, embedding_init=nnx.initializers.normal(0.02), rngs=rngs
+            )
             if c.positions == "learned"
             else nnx.data(None)
         )
         self.embed_norm = (
-            nnx.LayerNorm(c.embed_dim, epsilon=c.layer_norm_eps, rngs=rngs) if c.embedding_norm else nnx.data(None)
+            nnx.LayerNorm(c.embed_dim, epsilon=c.layer_norm_eps, rngs=rngs)
+            if c.embedding_norm
+            else nnx.data(None)
         )
         self.embed_dropout = nnx.Dropout(c.dropout_rate, rngs=rngs)
         self.blocks = nnx.List(
@@ -235,14 +264,20 @@ class BertModel(nnx.Module):
         )
         # Pre-LN leaves the residual stream unnormalised: a final layer norm, as GPT-2.
         self.final_norm = (
-            nnx.LayerNorm(c.embed_dim, epsilon=c.layer_norm_eps, rngs=rngs) if c.norm_first else nnx.data(None)
+            nnx.LayerNorm(c.embed_dim, epsilon=c.layer_norm_eps, rngs=rngs)
+            if c.norm_first
+            else nnx.data(None)
         )
-        self.mlm_head = nnx.Linear(c.embed_dim, c.vocab_size, kernel_init=_torch_linear, bias_init=_zeros, rngs=rngs)
+        self.mlm_head = nnx.Linear(
+            c.embed_dim, c.vocab_size, kernel_init=_torch_linear, bias_init=_zeros, rngs=rngs
+        )
 
     def embed(self, ids: Array) -> Array:
         t = ids.shape[1]
         if t > self.config.max_len:
-            raise ValueError(f"BertModel: sequence length {t} exceeds max_len {self.config.max_len}")
+            raise ValueError(
+                f"BertModel: sequence length {t} exceeds max_len {self.config.max_len}"
+            )
         x = self.token_embed(ids)
         if self.pos_embed is not None:
             x = x + self.pos_embed(jnp.arange(t))[None]
@@ -336,7 +371,9 @@ class BertClassifier(nnx.Module):
         return logits[:, 0] if self.num_outputs == 1 else logits
 
 
-def frozen_encoder_tx(tx: optax.GradientTransformation, prefix: str = "bert") -> optax.GradientTransformation:
+def frozen_encoder_tx(
+    tx: optax.GradientTransformation, prefix: str = "bert"
+) -> optax.GradientTransformation:
     """`tx` for every parameter except those under the attribute `prefix`, which get zero updates
     (optax.multi_transform by parameter path; weight decay never touches them either)."""
 
@@ -381,7 +418,8 @@ def _assign(variable: nnx.Variable, value: np.ndarray, name: str) -> None:
     value = np.asarray(value, np.float32)
     if variable.shape != value.shape:
         raise ValueError(
-            f"load_hf_weights: {name} has shape {value.shape} but the model expects {variable.shape}; "
+            f"load_hf_weights: {name} has shape {value.shape} but the model expects "
+            f"{variable.shape}; "
             "build the model with BertConfig.from_hf(config.json) so the configs match"
         )
     variable[...] = jnp.asarray(value, variable.dtype)
@@ -420,7 +458,9 @@ def load_hf_weights(model: BertModel | BertClassifier, state_dict: Mapping[str, 
         _assign(target.scale, take(prefix + ".weight"), prefix + ".weight")
         _assign(target.bias, take(prefix + ".bias"), prefix + ".bias")
 
-    _assign(bert.token_embed.embedding, take("embeddings.word_embeddings.weight"), "word_embeddings")
+    _assign(
+        bert.token_embed.embedding, take("embeddings.word_embeddings.weight"), "word_embeddings"
+    )
     positions = take("embeddings.position_embeddings.weight")[: c.max_len]
     if "embeddings.token_type_embeddings.weight" in sd:
         positions = positions + take("embeddings.token_type_embeddings.weight")[0]
@@ -442,7 +482,9 @@ def load_hf_weights(model: BertModel | BertClassifier, state_dict: Mapping[str, 
     return sorted(set(sd) - used)
 
 
-def read_hf_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any] | None, dict[str, np.ndarray]]:
+def read_hf_checkpoint(
+    path: str | os.PathLike,
+) -> tuple[dict[str, Any] | None, dict[str, np.ndarray]]:
     """(config.json as a dict or None, state_dict as numpy) from a folder or a weights file.
 
     Reads `model.safetensors` (needs the `safetensors` package) or `pytorch_model.bin` (needs
@@ -456,7 +498,9 @@ def read_hf_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any] | None, 
         candidates = [path / "model.safetensors", path / "pytorch_model.bin"]
         found = [p for p in candidates if p.exists()]
         if not found:
-            raise FileNotFoundError(f"read_hf_checkpoint: no model.safetensors or pytorch_model.bin in {path}")
+            raise FileNotFoundError(
+                f"read_hf_checkpoint: no model.safetensors or pytorch_model.bin in {path}"
+            )
         path = found[0]
     if not path.exists():
         raise FileNotFoundError(f"read_hf_checkpoint: {path} does not exist")
@@ -467,16 +511,21 @@ def read_hf_checkpoint(path: str | os.PathLike) -> tuple[dict[str, Any] | None, 
     try:
         import torch
     except ImportError as exc:
-        raise ImportError(f"reading {path} needs torch; convert it to safetensors or install torch") from exc
+        raise ImportError(
+            f"reading {path} needs torch; convert it to safetensors or install torch"
+        ) from exc
     state = torch.load(str(path), map_location="cpu", weights_only=True)
     return config, {k: v.float().numpy() for k, v in state.items()}
 
 
-def bert_from_hf(path: str | os.PathLike, *, mask_token_id: int = 103, rngs: nnx.Rngs | None = None) -> BertModel:
-    """A BertModel with the weights of a local Hugging Face BERT checkpoint folder."""
+def bert_from_hf(path: str | os.PathLike, *, mask_token_id: int = 103, seed: int = 0) -> BertModel:
+    """A BertModel with the weights of a local Hugging Face BERT checkpoint folder
+    (config.json with model.safetensors or pytorch_model.bin)."""
     config, state_dict = read_hf_checkpoint(path)
     if config is None:
         raise FileNotFoundError(f"bert_from_hf: {path} has no config.json")
-    model = BertModel(BertConfig.from_hf(config, mask_token_id), rngs=rngs or nnx.Rngs(0))
+    bert_config = BertConfig.from_hf(config, mask_token_id)
+    # Built in one compiled call: eager initialisation compiles every primitive on its own.
+    model = nnx.jit(lambda: BertModel(bert_config, rngs=nnx.Rngs(seed)))()
     load_hf_weights(model, state_dict)
     return model

@@ -1,4 +1,4 @@
-"""Import a PyTorch state_dict (`.pth`/`.pt` or `.safetensors`) into an NNX module of the same names.
+"""Import a PyTorch state_dict (`.pth`/`.pt` or `.safetensors`) into an NNX module of like names.
 
 The NNX modules of `jaxnets.models.alexnet` and `jaxnets.models.resnet` mirror torchvision's
 module names, so the PyTorch key of every NNX variable follows from its path and its module's type:
@@ -26,6 +26,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -41,7 +42,9 @@ _BATCH_NORM = {
     "var": ("running_var", None),
 }
 _IGNORED = ("num_batches_tracked",)
-_WEIGHTS = nnx.Any(nnx.Param, nnx.BatchStat)  # what a state_dict holds  # a PyTorch counter with no NNX counterpart
+_WEIGHTS = nnx.Any(
+    nnx.Param, nnx.BatchStat
+)  # what a state_dict holds  # a PyTorch counter with no NNX counterpart
 
 
 class StateDictMismatchError(ValueError):
@@ -176,7 +179,7 @@ def import_state_dict(
                 f"{tuple(flat[path].shape)})"
             )
             continue
-        updates.append((path, flat[path].replace(np.asarray(value, flat[path].dtype))))
+        updates.append((path, flat[path].replace(jnp.asarray(value, flat[path].dtype))))
         loaded.append(key)
         count += value.size
 
@@ -209,6 +212,21 @@ def _torch_shape(variable: Any, convert: Callable | None = None) -> tuple[int, .
     if convert is _LINEAR["kernel"][1]:
         return shape[::-1]
     return shape
+
+
+def export_state_dict(model: nnx.Module) -> StateDict:
+    """The inverse: `model`'s variables under PyTorch names and layouts (numpy arrays), e.g. for
+    `safetensors.numpy.save_file`. `import_state_dict(model, export_state_dict(model))` is exact."""
+    flat = dict(nnx.to_flat_state(nnx.state(model, _WEIGHTS)))
+    out = {}
+    for key, (path, convert) in torch_names(model).items():
+        value = np.asarray(flat[path][...])
+        if convert is _CONV["kernel"][1]:
+            value = np.transpose(value, (3, 2, 0, 1))  # HWIO -> OIHW
+        elif convert is _LINEAR["kernel"][1]:
+            value = value.T
+        out[key] = np.ascontiguousarray(value)
+    return out
 
 
 def load_pretrained(

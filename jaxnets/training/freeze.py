@@ -51,7 +51,7 @@ def is_trainable(path: str, trainable: str | None) -> bool:
 
 
 def param_labels(params: Any, trainable: str | None) -> Any:
-    """"trainable"/"frozen" per leaf of `params`: a tree of arrays or of `nnx.Variable`s (the
+    """ "trainable"/"frozen" per leaf of `params`: a tree of arrays or of `nnx.Variable`s (the
     optimizer initialises from Variables and updates with plain arrays; both map the same)."""
     return jax.tree_util.tree_map_with_path(
         lambda path, _: TRAINABLE if is_trainable(path_name(path), trainable) else FROZEN,
@@ -74,9 +74,7 @@ def trainable_param_count(model: nnx.Module, trainable: str | None = None) -> in
     """Scalars in the parameters that `freeze(tx, trainable)` trains (works on nnx.eval_shape
     models too: only shapes are read)."""
     flat = nnx.to_flat_state(nnx.state(model, nnx.Param))
-    return sum(
-        int(np.prod(v.shape)) for p, v in flat if is_trainable(path_name(p), trainable)
-    )
+    return sum(int(np.prod(v.shape)) for p, v in flat if is_trainable(path_name(p), trainable))
 
 
 def check_pattern(model: nnx.Module, trainable: str | None) -> None:

@@ -44,18 +44,20 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from jaxnets.data.pipeline import pad_batch
 from jaxnets.training.checkpoints import Checkpoints
 from jaxnets.training.metrics import Mean, reduce_means
 from jaxnets.training.run_dir import RunDir
+from jaxnets.training.sharding import data_mesh, replicate, shard_batch
 
 Batch = dict[str, Any]
 LossFn = Callable[..., tuple[jax.Array, dict[str, Any]]]
 EpochCallback = Callable[[int, dict[str, Any]], None]
 
 
-def count_params(model: nnx.Module) -> int:
-    """Number of trainable scalars (every `nnx.Param`)."""
-    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+def count_params(model: nnx.Module, wrt: Any = nnx.Param) -> int:
+    """Number of scalars in the variables `wrt` selects (default: every `nnx.Param`)."""
+    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(model, wrt)))
 
 
 def _compile(fn: Callable, *nodes: Any, graph: bool) -> Callable:
@@ -65,12 +67,13 @@ def _compile(fn: Callable, *nodes: Any, graph: bool) -> Callable:
     return nnx.jit_partial(fn, *nodes, graph=False)
 
 
-def _train_step_fn(loss_fn: LossFn) -> Callable:
+def _train_step_fn(loss_fn: LossFn, wrt: Any) -> Callable:
     def train_step(model: nnx.Module, optimizer: nnx.Optimizer, batch: Batch) -> dict[str, Any]:
         def objective(model):
             return loss_fn(model, batch, train=True)
 
-        (_, metrics), grads = nnx.value_and_grad(objective, has_aux=True)(model)  # wrt nnx.Param
+        grad_fn = nnx.value_and_grad(objective, argnums=nnx.DiffState(0, wrt), has_aux=True)
+        (_, metrics), grads = grad_fn(model)
         optimizer.update(model, grads)
         return metrics
 
@@ -99,6 +102,8 @@ class Trainer:
     progress: show a progress bar (rich); `log_every` steps between loss readings on it (each
         reading waits for the device, so not every step).
     graph: jit in NNX graph mode (needed if the model shares a variable between two places).
+    wrt: the variables to train (an NNX filter), e.g. `nnx.All(nnx.Param, nnx.PathContains(
+        "head"))` to fine-tune a head on a frozen encoder; the rest stay as they are.
     """
 
     def __init__(
@@ -115,9 +120,11 @@ class Trainer:
         progress: bool = True,
         log_every: int = 20,
         graph: bool = False,
+        mesh: jax.sharding.Mesh | None = None,
+        wrt: Any = nnx.Param,
     ):
         self.model = model
-        self.optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+        self.optimizer = nnx.Optimizer(model, tx, wrt=wrt)
         self.loss_fn = loss_fn
         self.run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir)
         self.best_metric, self.maximize = best_metric, maximize
@@ -129,7 +136,7 @@ class Trainer:
         self.train_model = nnx.view(model, deterministic=False, use_running_average=False, **mode)
         self.eval_model = nnx.view(model, deterministic=True, use_running_average=True, **mode)
         self._train_step = _compile(
-            _train_step_fn(loss_fn), self.train_model, self.optimizer, graph=graph
+            _train_step_fn(loss_fn, wrt), self.train_model, self.optimizer, graph=graph
         )
         self._eval_step = _compile(_eval_step_fn(loss_fn), self.eval_model, graph=graph)
         self._predict_steps: dict[Callable, Callable] = {}
@@ -139,6 +146,26 @@ class Trainer:
         self.best_epoch: int | None = None
         self.seconds = 0.0  # training + validation time over all sessions of this run
         self.resumed_meta: dict[str, Any] | None = None
+        self.mesh = mesh if mesh is not None else (data_mesh() if jax.device_count() > 1 else None)
+        self._place()
+
+    def _place(self) -> None:
+        """Replicate the model and optimizer state over the mesh (after init and restores)."""
+        if self.mesh is not None:
+            self._load(replicate(self.state(), self.mesh))
+
+    def _shard(self, batch: Batch) -> Batch:
+        if self.mesh is None:
+            return batch
+        devices = self.mesh.devices.size
+        rows = len(next(iter(batch.values())))
+        if rows % devices and "mask" in batch:
+            # A short (last) batch: pad it to a multiple of the device count with rows whose
+            # mask is False, which weigh nothing in the metrics.
+            batch = pad_batch(
+                {k: np.asarray(v) for k, v in batch.items()}, -(-rows // devices) * devices
+            )
+        return shard_batch(batch, self.mesh)
 
     # ------------------------------------------------------------------------- state
     def state(self) -> dict[str, Any]:
@@ -167,6 +194,7 @@ class Trainer:
             return None
         _, state, meta = restored
         self._load(state)
+        self._place()
         return meta
 
     def restore_best(self) -> int | None:
@@ -178,6 +206,7 @@ class Trainer:
             return None
         _, state, meta = restored
         self._load(state)
+        self._place()
         return int(meta["epoch"])
 
     def close(self) -> None:
@@ -194,7 +223,7 @@ class Trainer:
     # ------------------------------------------------------------------------- loops
     def evaluate(self, batches: Iterable[Batch]) -> dict[str, float]:
         """Exact metrics over `batches` with the eval view (padded rows weigh nothing)."""
-        return reduce_means(self._eval_step(batch) for batch in batches)
+        return reduce_means(self._eval_step(self._shard(batch)) for batch in batches)
 
     def predict(
         self, batches: Iterable[Batch], fn: Callable[[nnx.Module, Batch], jax.Array]
@@ -205,6 +234,7 @@ class Trainer:
             self._predict_steps[fn] = _compile(fn, self.eval_model, graph=self.graph)
         step, outs = self._predict_steps[fn], []
         for batch in batches:
+            batch = self._shard(batch)
             out = np.asarray(step(batch))
             outs.append(out[np.asarray(batch["mask"], bool)] if "mask" in batch else out)
         return np.concatenate(outs) if outs else np.zeros((0,))
@@ -278,7 +308,7 @@ class Trainer:
                 task = bar.add_task(f"epoch {epoch}/{epochs}", total=total, info="")
                 results = []
                 for i, batch in enumerate(batches):
-                    results.append(self._train_step(batch))
+                    results.append(self._train_step(self._shard(batch)))
                     if (i + 1) % self.log_every == 0 and "loss" in results[-1]:
                         bar.update(task, info=f"loss {_scalar(results[-1]['loss']):.4f}")
                     bar.advance(task)

@@ -6,8 +6,8 @@ to every key adds q . b_k to a whole row of scores, which the softmax ignores, s
 identically zero: hand-derived and autodiff give roundoff (~1e-16) and central differences give
 roundoff (~1e-11), and the course's rel_error, floored at 1e-8, turns that into an "error" of
 1e-3 whatever the backward does. tests/test_attention.py checks that gradient separately, in
-absolute terms. The forwards are jitted so each check compiles a few programs instead of running every
-primitive eagerly (seconds each on a small CPU in float64).
+absolute terms. The forwards are jitted so each check compiles a few programs instead of running
+every primitive eagerly (seconds each on a small CPU in float64).
 """
 
 from __future__ import annotations
@@ -297,7 +297,9 @@ def _tiny_transformer_case(seed: int) -> GradCheck:
     kept, key_biases = split_key_bias(params)
 
     def wrap(loss_fn: Callable) -> Callable:
-        return jax.jit(lambda p: loss_fn(merge_key_bias(p, key_biases), ids, labels, mask, kd, **config))
+        return jax.jit(
+            lambda p: loss_fn(merge_key_bias(p, key_biases), ids, labels, mask, kd, **config)
+        )
 
     def manual(p):
         loss, grads = tiny_transformer_loss_and_grads(

@@ -76,6 +76,47 @@ CASES = [
         stride=(2, 3),
         padding=(1, 0),
     ),
+    # The cases above use impl="auto" (the matmul kernel on CPU, lax elsewhere); these name the
+    # kernel, so both are audited whatever the backend.
+    _conv_case(
+        "conv2d lax kernel (stride 2, padding 1)",
+        _fast,
+        (2, 5, 5, 3),
+        (3, 3),
+        stride=2,
+        padding=1,
+        impl="lax",
+    ),
+    _conv_case(
+        "conv2d matmul kernel (plain im2col, stride 2, padding 1)",
+        _fast,
+        (2, 5, 5, 3),
+        (3, 3),
+        stride=2,
+        padding=1,
+        impl="matmul",
+        tile_width=1,
+    ),
+    # Wo = 6 in tiles of 4: the second tile runs 2 columns past the edge (extra zero columns).
+    _conv_case(
+        "conv2d matmul kernel (7x7 same, 4-column tiles past the edge)",
+        _fast,
+        (2, 5, 6, 3),
+        (7, 7),
+        padding="same",
+        impl="matmul",
+        tile_width=4,
+    ),
+    _conv_case(
+        "conv2d matmul kernel (3x2, stride (2,3), 2-column tiles, last row/columns never read)",
+        _fast,
+        (2, 6, 7, 3),
+        (3, 2),
+        stride=(2, 3),
+        padding=(1, 0),
+        impl="matmul",
+        tile_width=2,
+    ),
     _conv_case("conv2d_naive (stride 2, pad 1)", _naive, (2, 5, 5, 3), (3, 3), stride=2, padding=1),
     _conv_case(
         "conv2d_naive (3x2 kernel, stride (2,3), unread rows)",

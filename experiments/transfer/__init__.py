@@ -1,0 +1,2 @@
+"""CIFAR-10 transfer learning: AlexNet / ResNet backbones, frozen and unfrozen (`jaxnets train
+transfer`)."""

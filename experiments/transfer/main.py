@@ -1,0 +1,190 @@
+"""`jaxnets train transfer`: command-line flags and the printed comparison table."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from experiments.transfer.config import BACKBONES, CPU_SIZE, IMAGENET_SIZE, MODES, TransferConfig
+
+# flag -> config field, for flags that override a field one to one.
+_FIELDS = {
+    "backbone": "backbone",
+    "weights": "weights",
+    "image_size": "image_size",
+    "head_hidden": "head_hidden",
+    "epochs": "epochs",
+    "batch_size": "batch_size",
+    "optimizer": "optimizer",
+    "lr": "learning_rate",
+    "finetune_lr": "finetune_learning_rate",
+    "schedule": "schedule",
+    "augment": "augment",
+    "pretrain_epochs": "pretrain_epochs",
+    "pretrain_lr": "pretrain_learning_rate",
+    "val_fraction": "val_fraction",
+    "limit_train": "limit_train",
+    "limit_test": "limit_test",
+    "eval_checkpoint": "eval_checkpoint",
+    "data_dir": "data_dir",
+    "source": "source",
+    "seed": "seed",
+}
+
+
+def _classes(text: str) -> tuple[int, ...]:
+    """ "0-4" or "5,7,9" -> a tuple of class ids."""
+    try:
+        if "-" in text:
+            lo, hi = text.split("-")
+            return tuple(range(int(lo), int(hi) + 1))
+        return tuple(int(c) for c in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected classes like 0-4 or 5,7,9: {text!r}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = TransferConfig()
+    add = parser.add_argument
+    add("--out", default="runs/transfer", help="run folder (default: runs/transfer)")
+    add("--resume", action="store_true", help="continue from the run folders' last checkpoints")
+    add("--backbone", choices=BACKBONES, help=f"default: {d.backbone}")
+    add(
+        "--weights",
+        metavar="FILE|DIR",
+        help="torchvision ImageNet state_dict (.pth/.pt/.safetensors) or an orbax backbone "
+        "folder of an earlier run (OUT/pretrain/backbone); without it the experiment pretrains "
+        "its own backbone on CIFAR-10 --source-classes first",
+    )
+    add(
+        "--image-size",
+        type=int,
+        help=f"inputs are resized to this (default: {IMAGENET_SIZE} with a state_dict file, "
+        f"{CPU_SIZE} otherwise)",
+    )
+    add(
+        "--head-hidden",
+        type=lambda t: tuple(int(v) for v in t.split(",")),
+        help="AlexNet's new classifier widths, e.g. 4096,1024 (the course's head, the default)",
+    )
+    add("--modes", help=f"comma-separated subset of {','.join(MODES)} (default: both)")
+    add("--epochs", type=int, help=f"transfer epochs per mode (default: {d.epochs})")
+    add("--batch-size", type=int, help=f"default: {d.batch_size}")
+    add("--optimizer", help=f"a jaxnets.optim name or optax:<name> (default: {d.optimizer})")
+    add("--lr", type=float, help=f"frozen run (default: {d.learning_rate:g})")
+    add("--finetune-lr", type=float, help=f"unfrozen run (default: {d.finetune_learning_rate:g})")
+    add("--schedule", choices=("constant", "cosine", "onecycle", "step"), help="default: cosine")
+    add("--augment", action=argparse.BooleanOptionalAction, help="crop + flip (default: on)")
+    add(
+        "--adapt-bn-stats",
+        action="store_true",
+        help="frozen run: let batch norm update its running statistics (PyTorch's behaviour "
+        "with requires_grad=False in train mode); by default they stay the source's",
+    )
+    add("--source-classes", type=_classes, help="self-pretraining task (default: 0-4)")
+    add(
+        "--target-classes",
+        type=_classes,
+        help="transfer task (default: the classes outside the source when pretraining here, "
+        "all 10 with --weights)",
+    )
+    add("--pretrain-epochs", type=int, help=f"default: {d.pretrain_epochs}")
+    add("--pretrain-lr", type=float, help=f"default: {d.pretrain_learning_rate:g}")
+    add("--val-fraction", type=float, help=f"of the training images (default: {d.val_fraction:g})")
+    add("--limit-train", type=int, metavar="N", help="use N training images (quick runs)")
+    add("--limit-test", type=int, metavar="N", help="evaluate on N test images")
+    add("--eval-checkpoint", choices=("last", "best"), help="default: best (by val accuracy)")
+    add("--data-dir", help="CIFAR-10 folder (python batches or .npz files)")
+    add("--source", choices=("auto", "files", "tfds"), help="data source (default: auto)")
+    add("--seed", type=int)
+    add(
+        "--submission",
+        action="store_true",
+        help="also write OUT/submission.csv (Id, Category) for the test images, from the mode "
+        "with the best validation accuracy",
+    )
+    add("--no-progress", action="store_true", help="no progress bar")
+
+
+def config_from_args(args: argparse.Namespace) -> TransferConfig:
+    from experiments.transfer.config import get_config
+
+    overrides: dict[str, Any] = {
+        field: getattr(args, flag)
+        for flag, field in _FIELDS.items()
+        if getattr(args, flag, None) is not None
+    }
+    if args.modes:
+        overrides["modes"] = tuple(m.strip() for m in args.modes.split(","))
+    if args.source_classes:
+        overrides["source_classes"] = args.source_classes
+    if args.target_classes:
+        overrides["target_classes"] = args.target_classes
+    if args.adapt_bn_stats:
+        overrides["freeze_batch_stats"] = False
+    try:
+        return get_config(**overrides)
+    except ValueError as exc:
+        raise SystemExit(f"jaxnets train transfer: {exc}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from experiments.transfer.train import train_and_evaluate
+    from jaxnets.data.images import DatasetFormatError, DatasetNotFoundError
+    from jaxnets.models.torch_import import StateDictMismatchError
+
+    console = Console()
+    config = config_from_args(args)
+    try:
+        results = train_and_evaluate(
+            config,
+            args.out,
+            resume=args.resume,
+            progress=not args.no_progress,
+            submission=args.submission,
+            console=console,
+        )
+    except (
+        DatasetNotFoundError,
+        DatasetFormatError,
+        StateDictMismatchError,
+        FileNotFoundError,
+    ) as exc:
+        print(f"jaxnets train transfer: {exc}", file=sys.stderr)
+        return 2
+
+    size = results["image_size"]
+    table = Table(
+        title=f"{config.backbone} transfer to {', '.join(results['target_class_names'])} "
+        f"({size}x{size} px)"
+    )
+    for column in ("mode", "test acc", "val acc", "val acc epoch 0", "trainable params"):
+        table.add_column(column, justify="left" if column == "mode" else "right")
+    table.add_column("s / epoch", justify="right")
+    for row in results["table"]:
+        table.add_row(
+            row["mode"],
+            f"{row['test_accuracy']:.4f}",
+            f"{row['val_accuracy']:.4f}",
+            f"{row['val_accuracy_epoch0']:.4f}",
+            f"{row['trainable_params']:,} / {row['total_params']:,}",
+            f"{row['seconds_per_epoch']:.1f}",
+        )
+    console.print(table)
+    if results["pretrained_here"]:
+        p = results["pretrain"]
+        console.print(
+            f"backbone pretrained here on {p['source']} ({p['epochs']} epochs, source test "
+            f"accuracy {p['source_test_accuracy']:.4f}), saved with orbax: {results['weights']}"
+        )
+    else:
+        console.print(f"backbone: {results['weights']}")
+    console.print(
+        f"Wrote {args.out}/results.json, curves.png, and per mode metrics.jsonl, results.json, "
+        "checkpoints/" + (", submission.csv" if args.submission else "")
+    )
+    return 0

@@ -1,0 +1,550 @@
+"""CIFAR-10 transfer learning: a pretrained backbone, frozen or fine-tuned, under a new head.
+
+`train_and_evaluate(config, out_dir)`:
+
+1. the backbone's weights: a PyTorch state_dict (torchvision's ImageNet weights) or an orbax
+   backbone folder; without either, it pretrains its own backbone on a source task (CIFAR-10
+   classes 0-4) into OUT/pretrain/ and saves it with orbax at OUT/pretrain/backbone;
+2. the target model: that backbone and a new random head (AlexNet: the 9216-4096-1024-N
+   classifier; ResNet: fc), identical for every mode;
+3. one run per mode, with the shared Trainer, into OUT/frozen and OUT/unfrozen: "frozen" trains
+   the head only (freezing by parameter path in the optimizer, batch norm statistics kept),
+   "unfrozen" everything. The validation accuracy before training is logged as epoch 0;
+4. OUT/results.json (a table: accuracy, trainable parameters, time per epoch per mode) and
+   OUT/curves.png (the modes side by side), optionally OUT/submission.csv.
+
+Images are resized on the device, inside the jitted step, to the size the backbone expects, and
+normalised with ImageNet's channel statistics (torchvision's), for every backbone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+import pathlib
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from flax import nnx
+from rich.console import Console
+
+from experiments.images.config import ImageConfig
+from experiments.images.input_pipeline import ImageData, load_data
+from experiments.transfer.config import TransferConfig
+from jaxnets.models.alexnet import AlexNet
+from jaxnets.models.resnet import resnet
+from jaxnets.models.torch_import import load_pretrained
+from jaxnets.optim import get_optimizer
+from jaxnets.submission import Classifier, predict_labels, restore_checkpoint, write_submission
+from jaxnets.training import plots
+from jaxnets.training.freeze import (
+    freeze,
+    freeze_batch_stats,
+    is_trainable,
+    path_name,
+    trainable_param_count,
+)
+from jaxnets.training.metrics import classification_metrics
+from jaxnets.training.run_dir import RunDir, write_json_atomic
+from jaxnets.training.schedules import make_schedule
+from jaxnets.training.trainer import Trainer, count_params
+
+# torchvision's ImageNet normalisation, in 0..255 pixel units.
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32) * 255
+
+
+# ----------------------------------------------------------------------------- models
+def head_pattern(backbone: str) -> str:
+    """Regex over "/"-joined parameter paths: the head a transfer replaces (and trains when
+    frozen)."""
+    return "classifier/.*" if backbone == "alexnet" else "fc/.*"
+
+
+def torch_head_pattern(backbone: str) -> str:
+    """The same head in PyTorch state_dict keys: left out when importing ImageNet weights."""
+    return r"classifier\..*" if backbone == "alexnet" else r"fc\..*"
+
+
+def create_model(
+    backbone: str, num_classes: int, seed: int, head_hidden: tuple[int, int] = (4096, 1024)
+) -> nnx.Module:
+    """The backbone with a new head, initialised in one jitted call (see experiments.images).
+    head_hidden: AlexNet's classifier widths (the course's head: 9216-4096-1024-num_classes)."""
+
+    def create() -> nnx.Module:
+        rngs = nnx.Rngs(params=seed, dropout=seed + 1)
+        if backbone == "alexnet":
+            return AlexNet(num_classes, hidden=tuple(head_hidden), rngs=rngs)
+        return resnet(backbone, num_classes, rngs=rngs)
+
+    with jax.threefry_partitionable(False):
+        return nnx.jit(create)()
+
+
+def _backbone_filter(backbone: str):
+    """NNX filter: the weights and batch statistics outside the head."""
+    head = head_pattern(backbone)
+
+    def keep(path: tuple, value: Any) -> bool:
+        weight = isinstance(value, nnx.Param | nnx.BatchStat)
+        return weight and not is_trainable(path_name(path), head)
+
+    return keep
+
+
+def save_backbone(model: nnx.Module, backbone: str, directory: pathlib.Path, meta: dict) -> None:
+    """The backbone's state (head left out) with orbax, and `meta` beside it as JSON."""
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(
+        directory.absolute(), nnx.state(model, _backbone_filter(backbone)), force=True
+    )
+    checkpointer.wait_until_finished()
+    checkpointer.close()
+    write_json_atomic(directory.with_suffix(".json"), {"backbone": backbone, **meta})
+
+
+def _backbone_meta(directory: pathlib.Path) -> dict[str, Any]:
+    """The JSON `save_backbone` wrote beside an orbax backbone folder ({} if none)."""
+    path = directory.with_suffix(".json")
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def load_backbone(model: nnx.Module, config: TransferConfig) -> str:
+    """Fill `model`'s backbone from `config.weights` (orbax folder or state_dict file); returns
+    a description for the log."""
+    path = pathlib.Path(config.weights)
+    if path.is_dir():
+        meta = _backbone_meta(path)
+        if meta.get("backbone", config.backbone) != config.backbone:
+            raise ValueError(f"{path} holds a {meta['backbone']} backbone, not {config.backbone}")
+        abstract = jax.tree.map(
+            ocp.utils.to_shape_dtype_struct, nnx.state(model, _backbone_filter(config.backbone))
+        )
+        checkpointer = ocp.StandardCheckpointer()
+        nnx.update(model, checkpointer.restore(path.absolute(), abstract))
+        checkpointer.close()
+        source = meta.get("source", "an earlier run")
+        return f"orbax backbone {path} (pretrained on {source})"
+    report = load_pretrained(model, path, skip=torch_head_pattern(config.backbone))
+    return f"PyTorch state_dict {path}: {report.describe()}"
+
+
+# ----------------------------------------------------------------------------- data
+def resize_images(x: jax.Array, size: int) -> jax.Array:
+    """Bilinear resize of NHWC images to size x size (inside jit, on the device)."""
+    if x.shape[1:3] == (size, size):
+        return x
+    return jax.image.resize(x, (x.shape[0], size, size, x.shape[3]), method="bilinear")
+
+
+def transfer_loss(model: nnx.Module, batch: dict, *, train: bool, image_size: int):
+    """The trainer's loss hook: resize, then masked cross-entropy and accuracy."""
+    logits = model(resize_images(batch["image"], image_size))
+    return classification_metrics(logits, batch["label"], batch["mask"])
+
+
+def predicted_labels(model: nnx.Module, batch: dict, *, image_size: int) -> jax.Array:
+    return model(resize_images(batch["image"], image_size)).argmax(-1)
+
+
+def select_classes(data: ImageData, classes: Sequence[int]) -> ImageData:
+    """Only the images of `classes`, relabelled 0..len(classes)-1 in that order."""
+    classes = list(classes)
+    if len(set(classes)) != len(classes) or not all(0 <= c < data.num_classes for c in classes):
+        raise ValueError(f"classes must be distinct ids in [0, {data.num_classes}): {classes}")
+    remap = np.full(data.num_classes, -1, np.int32)
+    remap[classes] = np.arange(len(classes))
+    parts = {}
+    for split in ("train", "val", "test"):
+        images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
+        keep = np.isin(labels, classes)
+        parts[f"{split}_images"], parts[f"{split}_labels"] = images[keep], remap[labels[keep]]
+    names = [data.class_names[c] for c in classes]
+    return dataclasses.replace(data, class_names=names, **parts)
+
+
+def load_transfer_data(config: TransferConfig) -> ImageData:
+    """CIFAR-10 in train / val / test splits (experiments.images), ImageNet-normalised."""
+    image_config = ImageConfig(
+        dataset="cifar10",
+        model="transfer",
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        val_fraction=config.val_fraction,
+        limit_train=config.limit_train,
+        limit_test=config.limit_test,
+        data_dir=config.data_dir,
+        source=config.source,
+        seed=config.seed,
+    )
+    data = load_data(image_config)
+    return dataclasses.replace(data, mean=IMAGENET_MEAN, std=IMAGENET_STD)
+
+
+def _describe_classes(data: ImageData, classes: Sequence[int]) -> str:
+    ids = ", ".join(map(str, classes))
+    return f"classes {ids} ({', '.join(data.class_names)})"
+
+
+# ----------------------------------------------------------------------------- one training run
+def _fit(
+    trainer: Trainer,
+    data: ImageData,
+    config: TransferConfig,
+    epochs: int,
+    *,
+    epoch0: bool,
+    resume: bool,
+    console: Console,
+) -> list[dict[str, Any]]:
+    """trainer.fit, with the validation metrics before any training as epoch 0 (optional)."""
+    batch_size = min(config.batch_size, len(data.train_images))
+    val = functools.partial(data.eval_batches, "val", config.eval_batch_size)
+    first = None
+    if epoch0 and not (resume and any(r["epoch"] == 0 for r in trainer.run.records())):
+        start = time.perf_counter()
+        metrics = trainer.evaluate(val())
+        first = {"epoch": 0, "step": 0, **{f"val_{k}": v for k, v in metrics.items()}}
+        first.update(epoch_seconds=time.perf_counter() - start, seconds=0.0)
+        console.print(
+            f"epoch   0/{epochs} | val loss {first['val_loss']:.4f} acc "
+            f"{first['val_accuracy']:.4f} | before training"
+        )
+    records = trainer.fit(
+        lambda epoch: data.train_batches(
+            batch_size, seed=config.seed, epoch=epoch, augment=config.augment
+        ),
+        epochs,
+        val_batches=val,
+        steps_per_epoch=data.steps_per_epoch(batch_size),
+        resume=resume,
+        meta={"config": config.to_dict()},
+    )
+    if first is not None and not any(r["epoch"] == 0 for r in records):
+        trainer.run.reset_metrics()  # rewrite metrics.jsonl with epoch 0 first
+        for record in [first, *records]:
+            trainer.run.log(record)
+    return trainer.run.records()
+
+
+def _schedule(config: TransferConfig, learning_rate: float, data: ImageData, epochs: int):
+    steps = data.steps_per_epoch(min(config.batch_size, len(data.train_images)))
+    return make_schedule(config.schedule, learning_rate, steps * epochs)
+
+
+def _optimizer(config: TransferConfig, mode: str, schedule: Any):
+    trainable = head_pattern(config.backbone) if mode == "frozen" else None
+    return freeze(get_optimizer(config.optimizer, schedule), trainable), trainable
+
+
+def pretrain_backbone(
+    config: TransferConfig,
+    dataset: ImageData,
+    out: pathlib.Path,
+    *,
+    resume: bool,
+    progress: bool,
+    console: Console,
+) -> tuple[pathlib.Path, dict[str, Any]]:
+    """Train backbone + head on the source classes of `dataset` into out/pretrain; save the
+    backbone with orbax at out/pretrain/backbone. Reuses a saved backbone when resuming."""
+    directory = out / "pretrain" / "backbone"
+    meta_path = directory.with_suffix(".json")
+    if resume and directory.is_dir() and meta_path.is_file():
+        console.print(f"resume: reusing the backbone pretrained in {directory}")
+        return directory, json.loads(meta_path.read_text())
+
+    data = select_classes(dataset, config.source_classes)
+    source = f"CIFAR-10 {_describe_classes(data, config.source_classes)}"
+    console.print(
+        f"[bold]no --weights given: pretraining our own {config.backbone} backbone[/] on the "
+        f"source task {source}: {len(data.train_images)} train / {len(data.val_images)} val "
+        f"images at {config.resolved_image_size}x{config.resolved_image_size}, "
+        f"{config.pretrain_epochs} epochs"
+    )
+    model = create_model(config.backbone, data.num_classes, config.seed + 100, config.head_hidden)
+    schedule = _schedule(config, config.pretrain_learning_rate, data, config.pretrain_epochs)
+    tx = get_optimizer(config.optimizer, schedule)
+    loss = functools.partial(transfer_loss, image_size=config.resolved_image_size)
+    run = RunDir(out / "pretrain")
+    with Trainer(
+        model, tx, loss, run, learning_rate_fn=schedule, console=console, progress=progress
+    ) as trainer:
+        records = _fit(
+            trainer,
+            data,
+            config,
+            config.pretrain_epochs,
+            epoch0=False,
+            resume=resume,
+            console=console,
+        )
+        test = trainer.evaluate(data.eval_batches("test", config.eval_batch_size))
+        seconds = trainer.seconds
+    meta = {
+        "source": source,
+        "source_classes": list(config.source_classes),
+        "image_size": config.resolved_image_size,
+        "epochs": config.pretrain_epochs,
+        "source_val_accuracy": records[-1].get("val_accuracy"),
+        "source_test_accuracy": test["accuracy"],
+        "seconds": seconds,
+    }
+    save_backbone(model, config.backbone, directory, meta)
+    plots.plot_curves(records, run.file("curves.png"), title=f"{config.backbone} on {source}")
+    console.print(
+        f"pretrained backbone: source test accuracy {test['accuracy']:.4f} "
+        f"({len(data.test_images)} images), {seconds:.0f} s; saved with orbax to {directory}"
+    )
+    return directory, meta
+
+
+def train_mode(
+    mode: str,
+    initial: nnx.Module,
+    config: TransferConfig,
+    data: ImageData,
+    out: pathlib.Path,
+    *,
+    resume: bool,
+    progress: bool,
+    console: Console,
+) -> dict[str, Any]:
+    """One transfer run ("frozen" or "unfrozen") from a copy of `initial` into out/<mode>."""
+    model = nnx.clone(initial)
+    learning_rate = config.learning_rate if mode == "frozen" else config.finetune_learning_rate
+    schedule = _schedule(config, learning_rate, data, config.epochs)
+    tx, trainable = _optimizer(config, mode, schedule)
+    frozen_bn = freeze_batch_stats(model, trainable) if config.freeze_batch_stats else 0
+    trainable_params, total_params = trainable_param_count(model, trainable), count_params(model)
+    console.print(
+        f"[bold]{mode}[/]: {trainable_params:,} trainable of {total_params:,} parameters"
+        + (f" ({frozen_bn} batch norms keep their statistics)" if frozen_bn else "")
+        + f", {config.optimizer} lr {learning_rate:g} {config.schedule}"
+    )
+    size = config.resolved_image_size
+    run = RunDir(out / mode)
+    loss = functools.partial(transfer_loss, image_size=size)
+    with Trainer(
+        model, tx, loss, run, learning_rate_fn=schedule, console=console, progress=progress
+    ) as trainer:
+        records = _fit(
+            trainer, data, config, config.epochs, epoch0=True, resume=resume, console=console
+        )
+        evaluated = trainer.epoch
+        if config.eval_checkpoint == "best":
+            evaluated = trainer.restore_best() or evaluated
+        test_batches = functools.partial(data.eval_batches, "test", config.eval_batch_size)
+        test = trainer.evaluate(test_batches())
+        best_epoch = trainer.best_epoch
+    trained = [r for r in records if r["epoch"] >= 1]
+    later = [r["epoch_seconds"] for r in trained[1:]] or [trained[0]["epoch_seconds"]]
+    record = next(r for r in records if r["epoch"] == evaluated)
+    return {
+        "experiment": "transfer",
+        "mode": mode,
+        "backbone": config.backbone,
+        "test_accuracy": test["accuracy"],
+        "test_loss": test["loss"],
+        "val_accuracy": record.get("val_accuracy"),
+        "val_accuracy_epoch0": next(r for r in records if r["epoch"] == 0)["val_accuracy"],
+        "train_accuracy": record.get("train_accuracy"),
+        "trainable_params": trainable_params,
+        "total_params": total_params,
+        # The first epoch includes jit compilation: the mean of the later ones is the rate.
+        "seconds_per_epoch": float(np.mean(later)),
+        "first_epoch_seconds": trained[0]["epoch_seconds"],
+        "epochs": len(trained),
+        "evaluated_epoch": evaluated,
+        "best_epoch": best_epoch,
+        "learning_rate": learning_rate,
+        "records": records,
+    }
+
+
+# ----------------------------------------------------------------------------- the experiment
+def train_and_evaluate(
+    config: TransferConfig,
+    out_dir: str | os.PathLike,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    submission: bool = False,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Pretrain (if no weights), transfer in each mode, write OUT/results.json and curves.png."""
+    config.validate()
+    console = console or Console()
+    started, load_start = time.perf_counter(), _load_average()
+    out = pathlib.Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if config.image_size is None and config.weights and pathlib.Path(config.weights).is_dir():
+        meta = _backbone_meta(pathlib.Path(config.weights))
+        config = dataclasses.replace(config, image_size=meta.get("image_size"))
+    size = config.resolved_image_size
+    data = load_transfer_data(config)
+    console.print(f"[bold]data source:[/] {data.source}")
+    target = config.resolved_target_classes(data.num_classes)
+    dataset_classes = list(data.class_names)
+
+    pretrain = None
+    if config.pretrain_here:
+        directory, pretrain = pretrain_backbone(
+            config, data, out, resume=resume, progress=progress, console=console
+        )
+        config = dataclasses.replace(config, weights=str(directory))
+    # From here on the config names what was used: the weights, the size, the classes.
+    config = dataclasses.replace(config, image_size=size, target_classes=target)
+    data = select_classes(data, target)
+    console.print(
+        f"target task: CIFAR-10 {_describe_classes(data, target)}: {len(data.train_images)} "
+        f"train / {len(data.val_images)} val / {len(data.test_images)} test images, resized "
+        f"32 -> {size} px on {jax.devices()[0].platform}"
+    )
+
+    initial = create_model(config.backbone, data.num_classes, config.seed, config.head_hidden)
+    weights = load_backbone(initial, config)
+    console.print(f"backbone: {weights}")
+    runs = {
+        mode: train_mode(
+            mode, initial, config, data, out, resume=resume, progress=progress, console=console
+        )
+        for mode in config.modes
+    }
+    for mode, result in runs.items():
+        per_mode = {k: v for k, v in result.items() if k != "records"}
+        per_mode.update(
+            config=config.to_dict(),
+            class_ids=list(target),
+            class_names=data.class_names,
+            image_size=size,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+            num_classes_dataset=len(dataset_classes),
+        )
+        RunDir(out / mode).write_results(per_mode)
+
+    table = [
+        {
+            "mode": mode,
+            **{
+                k: r[k]
+                for k in (
+                    "test_accuracy",
+                    "val_accuracy",
+                    "val_accuracy_epoch0",
+                    "trainable_params",
+                    "total_params",
+                    "seconds_per_epoch",
+                    "first_epoch_seconds",
+                    "epochs",
+                )
+            },
+        }
+        for mode, r in runs.items()
+    ]
+    best_mode = max(runs, key=lambda m: runs[m]["val_accuracy"] or 0.0)
+    results = {
+        "experiment": "transfer",
+        "backbone": config.backbone,
+        "weights": weights,
+        "pretrained_here": pretrain is not None,
+        "pretrain": pretrain,
+        "image_size": size,
+        "target_classes": list(target),
+        "target_class_names": data.class_names,
+        "num_train": len(data.train_images),
+        "num_val": len(data.val_images),
+        "num_test": len(data.test_images),
+        "data_source": data.source,
+        "table": table,
+        "best_mode": best_mode,
+        "test_accuracy": runs[best_mode]["test_accuracy"],
+        "device": jax.devices()[0].device_kind,
+        "cpu_count": os.cpu_count(),
+        "load_average_1min": [load_start, _load_average()],
+        "wall_seconds": time.perf_counter() - started,
+        "config": config.to_dict(),
+    }
+    _plot(runs, out / "curves.png", f"{config.backbone} transfer to {', '.join(data.class_names)}")
+    if submission:
+        classifier = load_classifier(out / best_mode)
+        splits_images = _full_test_images(config)
+        labels = classifier.predict(splits_images)
+        path = write_submission(labels, out / "submission.csv")
+        results["submission"] = {"path": str(path), "mode": best_mode, "count": len(labels)}
+        console.print(f"wrote {path} ({len(labels)} test images, the {best_mode} model)")
+    RunDir(out).write_results(results)
+    return results
+
+
+def _full_test_images(config: TransferConfig) -> np.ndarray:
+    from jaxnets.data.images import load_image_dataset
+
+    return load_image_dataset("cifar10", config.data_dir, config.source).test_images
+
+
+def _load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return None
+
+
+def _plot(runs: dict[str, dict[str, Any]], path: pathlib.Path, title: str) -> None:
+    """Both modes in one figure: accuracy (from epoch 0) and loss per epoch."""
+    merged: dict[int, dict[str, Any]] = {}
+    for mode, result in runs.items():
+        for r in result["records"]:
+            row = merged.setdefault(r["epoch"], {"epoch": r["epoch"]})
+            row.update({f"{mode} {k}": v for k, v in r.items() if k.startswith(("train_", "val_"))})
+    panels = {
+        metric: [f"{mode} {split}_{metric}" for mode in runs for split in ("val", "train")]
+        for metric in ("accuracy", "loss")
+    }
+    plots.plot_curves([merged[e] for e in sorted(merged)], path, panels=panels, title=title)
+
+
+# ----------------------------------------------------------------------------- submissions
+def load_classifier(run_dir: str | os.PathLike, *, checkpoint: str | None = None) -> Classifier:
+    """Rebuild a transfer run's classifier from its checkpoint. `run_dir` is OUT/<mode>, or OUT
+    (then the mode with the best validation accuracy)."""
+    from jaxnets.submission import read_results
+
+    run_dir = pathlib.Path(run_dir)
+    results = read_results(run_dir)
+    if "mode" not in results:  # the experiment's folder: go to its best run
+        run_dir = run_dir / results["best_mode"]
+        results = read_results(run_dir)
+    config = _config_from_json(results["config"])
+    class_ids = np.asarray(results["class_ids"])
+    size = int(results["image_size"])
+    model = create_model(config.backbone, len(class_ids), config.seed, config.head_hidden)
+    schedule = make_schedule(config.schedule, 1e-3, 1)
+    tx, _ = _optimizer(config, results["mode"], schedule)
+    loss = functools.partial(transfer_loss, image_size=size)
+    with Trainer(model, tx, loss, run_dir, progress=False) as trainer:
+        epoch = restore_checkpoint(trainer, checkpoint or config.eval_checkpoint)
+    mean, std = np.asarray(results["mean"], np.float32), np.asarray(results["std"], np.float32)
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        transform = functools.partial(resize_images, size=size)
+        indices = predict_labels(model, images, mean=mean, std=std, transform=transform)
+        return class_ids[indices]  # the dataset's label ids, not the head's indices
+
+    description = f"{config.backbone} {results['mode']} transfer ({run_dir}, epoch {epoch})"
+    return Classifier(predict, "cifar10", description)
+
+
+def _config_from_json(values: dict[str, Any]) -> TransferConfig:
+    tuples = ("modes", "head_hidden", "source_classes", "target_classes")
+    fields = {f.name for f in dataclasses.fields(TransferConfig)}
+    values = {k: (tuple(v) if k in tuples and v is not None else v) for k, v in values.items()}
+    return TransferConfig(**{k: v for k, v in values.items() if k in fields})

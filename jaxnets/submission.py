@@ -1,0 +1,258 @@
+"""Kaggle-style `submission.csv` for a test set of images: columns `Id` (from 1) and `Category`.
+
+`write_submission(labels, path)` writes the file; `predict_labels(model, images, ...)` runs any NNX
+classifier over uint8 NHWC images; `load_classifier(run_dir)` rebuilds the trained classifier of
+a run folder (a `jaxnets train transfer` run, or digits / fashion-mnist / cifar10) from its
+checkpoint. `jaxnets submit --run DIR --data-dir DIR` puts the three together:
+
+    Id,Category
+    1,3
+    2,8
+    ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import pathlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+IMAGE_EXPERIMENTS = ("digits", "fashion-mnist", "cifar10")
+
+
+def write_submission(labels: Sequence[int] | np.ndarray, path: str | os.PathLike) -> pathlib.Path:
+    """`Id,Category` with Id = 1..N in the order of `labels` and Category the integer label."""
+    labels = np.asarray(labels)
+    if labels.ndim != 1:
+        raise ValueError(f"labels must be 1-D (one per test image), got shape {labels.shape}")
+    if labels.size and not np.all(np.equal(np.mod(labels, 1), 0)):
+        raise ValueError("labels must be whole numbers (class indices)")
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = "".join(f"{i},{int(c)}\n" for i, c in enumerate(labels, start=1))
+    path.write_text("Id,Category\n" + rows)
+    return path
+
+
+def read_submission(path: str | os.PathLike) -> np.ndarray:
+    """The Category column of a submission file, checking its header and its Ids 1..N."""
+    lines = pathlib.Path(path).read_text().splitlines()
+    if not lines or lines[0] != "Id,Category":
+        raise ValueError(f"{path}: the header must be 'Id,Category'")
+    rows = [line.split(",") for line in lines[1:]]
+    ids = [int(i) for i, _ in rows]
+    if ids != list(range(1, len(rows) + 1)):
+        raise ValueError(f"{path}: Ids must run 1..{len(rows)}")
+    return np.array([int(c) for _, c in rows], np.int64)
+
+
+def predict_labels(
+    model: Any,
+    images: np.ndarray,
+    *,
+    mean: Any = None,
+    std: Any = None,
+    transform: Callable | None = None,
+    batch_size: int = 256,
+) -> np.ndarray:
+    """argmax of `model`'s logits for uint8 NHWC `images`, in evaluation mode (no dropout, batch
+    norm with running averages).
+
+    mean, std: per-channel normalisation as in training (None: scale by 1/255).
+    transform: a jittable function of the normalised batch applied before the model (a resize).
+    """
+    import jax
+    from flax import nnx
+
+    from jaxnets.data.pipeline import iterate_batches
+
+    view = nnx.view(model, deterministic=True, use_running_average=True, raise_if_not_found=False)
+
+    @nnx.jit
+    def step(m, x):
+        return m(transform(x) if transform is not None else x).argmax(-1)
+
+    batch_size = max(1, min(batch_size, len(images)))
+    outs = []
+    dummy = np.zeros(len(images), np.int32)
+    for batch in iterate_batches(
+        images, dummy, batch_size, shuffle=False, drop_remainder=False, mean=mean, std=std
+    ):
+        out = np.asarray(jax.device_get(step(view, batch["image"])))
+        outs.append(out[batch["mask"]])
+    return np.concatenate(outs) if outs else np.zeros(0, np.int64)
+
+
+# ----------------------------------------------------------------------------- run folders
+@dataclasses.dataclass
+class Classifier:
+    """A trained classifier: `predict(uint8 NHWC images) -> dataset label ids`."""
+
+    predict: Callable[[np.ndarray], np.ndarray]
+    dataset: str  # the jaxnets.data.images name of the dataset it was trained on
+    description: str
+
+
+def read_results(run_dir: str | os.PathLike) -> dict[str, Any]:
+    path = pathlib.Path(run_dir) / "results.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: is {run_dir} a finished run folder?")
+    return json.loads(path.read_text())
+
+
+def restore_checkpoint(trainer: Any, which: str) -> int:
+    """Load the run's "best" or "last" checkpoint into `trainer.model`; returns its epoch."""
+    from flax import nnx
+
+    from jaxnets.training.checkpoints import Checkpoints
+
+    if which not in ("best", "last"):
+        raise ValueError(f"checkpoint must be 'best' or 'last', got {which!r}")
+    checkpoints = Checkpoints(trainer.run.checkpoint_dir)
+    try:
+        restore = checkpoints.restore_best if which == "best" else checkpoints.restore_last
+        restored = restore(trainer.state())
+    finally:
+        checkpoints.close()
+    if restored is None:
+        raise FileNotFoundError(f"no {which} checkpoint in {trainer.run.checkpoint_dir}")
+    _, state, meta = restored
+    nnx.update(trainer.model, state["model"])
+    return int(meta["epoch"])
+
+
+def _image_classifier(
+    run_dir: pathlib.Path, results: dict[str, Any], checkpoint: str | None, data_dir: str | None
+) -> Classifier:
+    """A digits / fashion-mnist / cifar10 run of experiments.images."""
+    from experiments.images.config import ImageConfig
+    from experiments.images.input_pipeline import load_data
+    from experiments.images.train import build_model, build_optimizer, classification_loss
+    from jaxnets.training.schedules import make_schedule
+    from jaxnets.training.trainer import Trainer
+
+    config = ImageConfig(**results["config"])
+    if data_dir is not None:
+        config = dataclasses.replace(config, data_dir=data_dir)
+    data = load_data(config)  # the training split's statistics normalise the test images
+    model = build_model(config, data)
+    tx = build_optimizer(config, make_schedule(config.schedule, config.learning_rate, 1))
+    with Trainer(model, tx, classification_loss, run_dir, progress=False) as trainer:
+        epoch = restore_checkpoint(trainer, checkpoint or config.eval_checkpoint)
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        return predict_labels(model, images, mean=data.mean, std=data.std)
+
+    return Classifier(predict, config.dataset, f"{config.model} on {config.dataset}, epoch {epoch}")
+
+
+def load_classifier(
+    run_dir: str | os.PathLike, *, checkpoint: str | None = None, data_dir: str | None = None
+) -> Classifier:
+    """The trained classifier of a run folder, from its checkpoint ("best"/"last"; default: the
+    one the run's test numbers came from)."""
+    run_dir = pathlib.Path(run_dir)
+    results = read_results(run_dir)
+    experiment = results.get("experiment")
+    if experiment == "transfer":
+        from experiments.transfer.train import load_classifier as load_transfer
+
+        return load_transfer(run_dir, checkpoint=checkpoint)
+    if experiment in IMAGE_EXPERIMENTS:
+        return _image_classifier(run_dir, results, checkpoint, data_dir)
+    raise ValueError(
+        f"{run_dir}: a {experiment!r} run; submissions are made from image classifier runs "
+        f"(transfer, {', '.join(IMAGE_EXPERIMENTS)})"
+    )
+
+
+def _load_images(path: pathlib.Path) -> np.ndarray:
+    """uint8 NHWC images from a .npy, or a .npz's `images` (or only) array."""
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            key = "images" if "images" in z.files else z.files[0]
+            images = z[key]
+    else:
+        images = np.load(path, allow_pickle=False)
+    if images.dtype != np.uint8 or images.ndim != 4:
+        raise ValueError(f"{path}: expected uint8 NHWC images, got {images.dtype} {images.shape}")
+    return images
+
+
+def submission_from_run(
+    run_dir: str | os.PathLike,
+    *,
+    data_dir: str | None = None,
+    images: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+    checkpoint: str | None = None,
+) -> dict[str, Any]:
+    """Predict the test images and write the submission; returns {path, count, accuracy, ...}.
+
+    The images are those of `images` (a .npy/.npz of uint8 NHWC), or else the test split of the
+    run's dataset found in `data_dir` (accuracy is reported, since their labels are known).
+    """
+    from jaxnets.data.images import load_image_dataset
+
+    if data_dir is None:  # where the run found its data
+        data_dir = read_results(run_dir).get("config", {}).get("data_dir")
+    classifier = load_classifier(run_dir, checkpoint=checkpoint, data_dir=data_dir)
+    labels = None
+    if images is not None:
+        test_images = _load_images(pathlib.Path(images))
+        source = str(images)
+    else:
+        splits = load_image_dataset(classifier.dataset, data_dir)
+        test_images, labels, source = splits.test_images, splits.test_labels, splits.source
+    predictions = classifier.predict(test_images)
+    path = write_submission(predictions, out or pathlib.Path(run_dir) / "submission.csv")
+    accuracy = None if labels is None else float(np.mean(predictions == labels))
+    return {
+        "path": str(path),
+        "count": len(predictions),
+        "accuracy": accuracy,
+        "classifier": classifier.description,
+        "images": source,
+    }
+
+
+# ----------------------------------------------------------------------------- command line
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--run", required=True, help="a finished run folder (e.g. runs/transfer)")
+    add(
+        "--data-dir",
+        help="the dataset's folder: its test split is what gets predicted (default: the run's)",
+    )
+    add("--images", help="instead: a .npy/.npz of uint8 NHWC test images")
+    add("--out", help="output file (default: RUN/submission.csv)")
+    add("--checkpoint", choices=("best", "last"), help="default: the one the run evaluated")
+
+
+def run(args: argparse.Namespace) -> int:
+    import sys
+
+    from jaxnets.data.images import DatasetFormatError, DatasetNotFoundError
+
+    try:
+        info = submission_from_run(
+            args.run,
+            data_dir=args.data_dir,
+            images=args.images,
+            out=args.out,
+            checkpoint=args.checkpoint,
+        )
+    except (FileNotFoundError, ValueError, DatasetNotFoundError, DatasetFormatError) as exc:
+        print(f"jaxnets submit: {exc}", file=sys.stderr)
+        return 2
+    print(f"{info['classifier']}: predicted {info['count']} images ({info['images']})")
+    if info["accuracy"] is not None:
+        print(f"accuracy on those labelled test images: {info['accuracy']:.4f}")
+    print(f"wrote {info['path']}")
+    return 0

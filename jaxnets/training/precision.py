@@ -1,0 +1,29 @@
+"""Mixed precision: compute in bfloat16 (fast on TPUs and recent GPUs), keep float32 parameters.
+
+Flax's layers cast their inputs and parameters to their `dtype` attribute at call time while the
+parameters themselves stay in `param_dtype`, so the optimizer updates float32 master weights.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax.numpy as jnp
+from flax import nnx
+
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def set_compute_dtype(model: nnx.Module, dtype: Any) -> nnx.Module:
+    """Set the compute dtype of every layer of `model` that has one; returns the model.
+
+    Losses should take their logits in float32 (`classification_metrics` does).
+    """
+    if isinstance(dtype, str):
+        if dtype not in COMPUTE_DTYPES:
+            raise ValueError(f"unknown compute dtype {dtype!r}; use one of {list(COMPUTE_DTYPES)}")
+        dtype = COMPUTE_DTYPES[dtype]
+    for _, node in nnx.iter_graph(model):
+        if isinstance(node, nnx.Module) and hasattr(node, "dtype") and hasattr(node, "param_dtype"):
+            node.dtype = dtype
+    return model

@@ -1,0 +1,69 @@
+"""Data parallelism: a run sharded over 8 simulated CPU devices gives the losses of the
+single-device run, to float32 tolerance (only the order of the gradient sums differs).
+
+XLA reads the device count when JAX starts, so each run is its own Python process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tests.conftest import SHARED_DATA
+
+SCRIPT = """
+import sys, jax
+assert jax.device_count() == int(sys.argv[1]), jax.devices()
+from jaxnets.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _run(devices: int, argv: list[str]) -> None:
+    env = dict(os.environ)
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    env["JAX_PLATFORMS"] = "cpu"
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(devices), *argv],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+def _records(run_dir) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _assert_same_losses(single, sharded, keys) -> None:
+    assert len(single) == len(sharded)
+    for a, b in zip(single, sharded):
+        for key in keys:
+            np.testing.assert_allclose(a[key], b[key], rtol=2e-4, atol=1e-5, err_msg=key)
+
+
+def test_cnn_sharded_over_8_devices_matches_one_device(tmp_path):
+    argv = ["train", "digits", "--epochs", "2", "--batch-size", "64", "--limit-train", "512",
+            "--no-progress"]
+    _run(1, [*argv, "--out", str(tmp_path / "one")])
+    _run(8, [*argv, "--out", str(tmp_path / "eight")])
+    keys = ["train_loss", "val_loss", "val_accuracy"]
+    _assert_same_losses(_records(tmp_path / "one"), _records(tmp_path / "eight"), keys)
+
+
+@pytest.mark.slow
+def test_bert_pretraining_sharded_over_8_devices_matches_one_device(tmp_path):
+    if not (SHARED_DATA / "imdb").is_dir():
+        pytest.skip(f"needs {SHARED_DATA / 'imdb'}")
+    argv = ["pretrain", "bert", "--preset", "smoke", "--data-dir", str(SHARED_DATA / "imdb"),
+            "--batch-size", "16", "--no-progress"]
+    _run(1, [*argv, "--out", str(tmp_path / "one")])
+    _run(8, [*argv, "--out", str(tmp_path / "eight")])
+    single, sharded = _records(tmp_path / "one"), _records(tmp_path / "eight")
+    keys = [k for k in single[0] if k.endswith("loss")]
+    assert keys
+    _assert_same_losses(single, sharded, keys)
