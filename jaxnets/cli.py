@@ -36,7 +36,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("jaxnets.bench.main", "speed benchmarks (e.g. `jaxnets bench cnn`) against PyTorch"),
     "data": ("jaxnets.data.main", "dataset facts, e.g. `jaxnets data info enzymes --data-dir DIR`"),
     "submit": ("jaxnets.submission", "write a Kaggle submission.csv (Id, Category) from a run"),
-    "pretrain": ("experiments.bert.pretrain_main", "masked-language-model pretraining: `pretrain bert`"),
+    "pretrain": (
+        "experiments.bert.pretrain_main",
+        "masked-language-model pretraining: `pretrain bert`",
+    ),
     "finetune": ("experiments.bert.finetune_main", "IMDB sentiment fine-tuning: `finetune bert`"),
     "predict": (
         "experiments.bert.predict_main",
@@ -56,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jaxnets",
         description="Neural-network coursework in JAX with hand-derived backprop you can audit.",
+    )
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="call jax.distributed.initialize() first (multi-host: same command on every host)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, help_text) in COMMANDS.items():
@@ -77,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args, rest = build_parser().parse_known_args(argv)
+    if args.distributed:
+        import jax
+
+        jax.distributed.initialize()
     if args.command == "train":
         module_name, help_text = EXPERIMENTS[args.experiment]
         return _run_module(

@@ -2,7 +2,7 @@
 
 The parity tests write their reference networks in PyTorch here (torchvision is not needed),
 save the random weights as `.pt` and `.safetensors`, import them, and compare logits. They skip
-without torch; the rest needs only numpy and safetensors.
+without torch (and safetensors, optional too); the rest needs only numpy and safetensors.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ def test_adaptive_avg_pool_matches_a_loop():
 
 # ----------------------------------------------------------------------------- import (no torch)
 def test_safetensors_round_trip_and_mismatch_errors(tmp_path):
-    from safetensors.numpy import save_file
+    save_file = pytest.importorskip("safetensors.numpy").save_file  # optional, like torch
 
     def factory():
         return ResNet("bottleneck", (1, 1, 1, 1), 7, rngs=nnx.Rngs(0))
@@ -244,7 +244,7 @@ def _randomise_batch_norm(torch, model):
 def _parity(tmp_path, torch_model, jax_model, image_hw):
     """Save torch_model's state_dict as .pt and .safetensors, import each, compare logits."""
     torch = pytest.importorskip("torch")
-    from safetensors.torch import save_file
+    save_file = pytest.importorskip("safetensors.torch").save_file
 
     torch.save(torch_model.state_dict(), tmp_path / "w.pt")
     save_file(torch_model.state_dict(), str(tmp_path / "w.safetensors"))

@@ -30,7 +30,10 @@ def _run(devices: int, argv: list[str]) -> None:
     env["JAX_PLATFORMS"] = "cpu"
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(devices), *argv],
-        env=env, capture_output=True, text=True, timeout=600,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
@@ -47,8 +50,17 @@ def _assert_same_losses(single, sharded, keys) -> None:
 
 
 def test_cnn_sharded_over_8_devices_matches_one_device(tmp_path):
-    argv = ["train", "digits", "--epochs", "2", "--batch-size", "64", "--limit-train", "512",
-            "--no-progress"]
+    argv = [
+        "train",
+        "digits",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "64",
+        "--limit-train",
+        "512",
+        "--no-progress",
+    ]
     _run(1, [*argv, "--out", str(tmp_path / "one")])
     _run(8, [*argv, "--out", str(tmp_path / "eight")])
     keys = ["train_loss", "val_loss", "val_accuracy"]
@@ -59,8 +71,17 @@ def test_cnn_sharded_over_8_devices_matches_one_device(tmp_path):
 def test_bert_pretraining_sharded_over_8_devices_matches_one_device(tmp_path):
     if not (SHARED_DATA / "imdb").is_dir():
         pytest.skip(f"needs {SHARED_DATA / 'imdb'}")
-    argv = ["pretrain", "bert", "--preset", "smoke", "--data-dir", str(SHARED_DATA / "imdb"),
-            "--batch-size", "16", "--no-progress"]
+    argv = [
+        "pretrain",
+        "bert",
+        "--preset",
+        "smoke",
+        "--data-dir",
+        str(SHARED_DATA / "imdb"),
+        "--batch-size",
+        "16",
+        "--no-progress",
+    ]
     _run(1, [*argv, "--out", str(tmp_path / "one")])
     _run(8, [*argv, "--out", str(tmp_path / "eight")])
     single, sharded = _records(tmp_path / "one"), _records(tmp_path / "eight")

@@ -27,14 +27,34 @@ CASES = {
     "01_layers_and_gradient_audit.ipynb": (None, {"AUDIT_ONLY": "softmax", "EPOCHS": 3}),
     "02_cnn_fashion_mnist_cifar10.ipynb": (
         None,
-        {"DATASET": "digits", "PREPARE_TFDS": False, "DATA_DIR": "", "EPOCHS": 1,
-         "EXTRA": ["--limit-train", "256", "--batch-size", "64"]},
+        {
+            "DATASET": "digits",
+            "PREPARE_TFDS": False,
+            "DATA_DIR": "",
+            "EPOCHS": 1,
+            "EXTRA": ["--limit-train", "256", "--batch-size", "64"],
+        },
     ),
     "03_transfer_learning.ipynb": (
         "cifar10",
-        {"BACKBONE": "resnet18", "WEIGHTS": "", "PREPARE_TFDS": False, "EPOCHS": 1,
-         "EXTRA": ["--image-size", "32", "--pretrain-epochs", "1", "--limit-train", "128",
-                   "--limit-test", "64", "--batch-size", "32"]},
+        {
+            "BACKBONE": "resnet18",
+            "WEIGHTS": "",
+            "PREPARE_TFDS": False,
+            "EPOCHS": 1,
+            "EXTRA": [
+                "--image-size",
+                "32",
+                "--pretrain-epochs",
+                "1",
+                "--limit-train",
+                "128",
+                "--limit-test",
+                "64",
+                "--batch-size",
+                "32",
+            ],
+        },
     ),
     "04_bert.ipynb": (
         "imdb",
@@ -64,8 +84,9 @@ def test_notebook_runs(name, tmp_path):
     assert len(tagged) == 1, "each notebook has exactly one parameters cell"
     tagged[0].source = _params(tmp_path / "run", **values, **extra_out)
 
-    nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
 
     assert (tmp_path / "run" / "results.json").exists()
     shown = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]

@@ -55,7 +55,7 @@ class PretrainConfig:
 class FinetuneConfig:
     pretrained: str | None = "runs/bert-pretrain"  # a pretrain run folder; None: from scratch
     hf_checkpoint: str | None = None  # a Hugging Face BERT folder (config.json, weights, vocab)
-    head: str = "cls"  # "cls" or the course's "gru"
+    head: str = "cls"  # "cls", "mean" (pooling) or the course's "gru"
     gru_hidden: int = 16
     freeze_encoder: bool = False
     max_len: int = 128
@@ -171,8 +171,8 @@ def get_finetune_config(preset: str = "cpu", **overrides: Any) -> FinetuneConfig
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     if config.pretrained is not None and config.pretrained.lower() == "none":
         config = dataclasses.replace(config, pretrained=None)
-    if config.head not in ("cls", "gru"):
-        raise ValueError(f"head must be 'cls' or 'gru', got {config.head!r}")
+    if config.head not in ("cls", "mean", "gru"):
+        raise ValueError(f"head must be 'cls', 'mean' or 'gru', got {config.head!r}")
     if config.epochs < 1:
         raise ValueError(f"epochs must be >= 1, got {config.epochs}")
     return config

@@ -28,7 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--hf-checkpoint", help="a local Hugging Face BERT folder (config.json, weights, vocab.txt)"
     )
-    add("--head", choices=["cls", "gru"], help="[CLS] pooling or the course's bidirectional GRU")
+    add(
+        "--head",
+        choices=["cls", "mean", "gru"],
+        help="[CLS] or mean pooling, or the course's bidirectional GRU",
+    )
     add("--freeze-encoder", action=argparse.BooleanOptionalAction, help="train the head only")
     add("--max-len", type=int, help="tokens per review (default: 128)")
     add("--truncation", choices=["head", "head+tail"], help="which tokens long reviews keep")

@@ -49,3 +49,34 @@ def test_pretrain_finetune_predict(tmp_path, capsys):
     assert cli.main(["predict", "sentiment", POSITIVE, NEGATIVE, "--run", str(fine)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and all(0.0 <= float(line.split()[0]) <= 1.0 for line in lines)
+
+
+def test_pretraining_batches_depend_on_the_step_only():
+    from experiments.bert.config import get_pretrain_config
+    from experiments.bert.train import eval_batches, pretrain_batches
+
+    config = get_pretrain_config("smoke", steps=5, steps_per_epoch=2, batch_size=4)
+    seqs = np.arange(10)[:, None] * np.ones((1, 3), np.int32)  # row i is all i
+    epochs = [pretrain_batches(seqs, config, e) for e in (1, 2, 3)]
+    assert [len(b) for b in epochs] == [2, 2, 1]  # 5 steps, the last epoch is short
+    assert [int(b["seed"]) for bs in epochs for b in bs] == [0, 1, 2, 3, 4]
+    first_pass = np.concatenate([b["ids"][:, 0] for b in epochs[0]])
+    assert len(set(first_pass.tolist())) == 8  # two batches of a pass never repeat a row
+    again = pretrain_batches(seqs, config, 2)
+    assert all((a["ids"] == b["ids"]).all() for a, b in zip(again, epochs[1]))
+    padded = eval_batches({"ids": seqs}, 4)
+    assert len(padded) == 3 and padded[-1]["mask"].tolist() == [True, True, False, False]
+
+
+def test_presets():
+    import pytest
+
+    from experiments.bert.config import get_finetune_config, get_pretrain_config
+
+    course = get_finetune_config("course")
+    assert (course.head, course.freeze_encoder, course.optimizer) == ("gru", True, "adam")
+    assert (course.learning_rate, course.epochs, course.gru_hidden) == (1e-3, 3, 16)
+    assert get_finetune_config(pretrained="none").pretrained is None
+    assert get_pretrain_config().max_len == 128
+    with pytest.raises(ValueError, match="unknown preset"):
+        get_pretrain_config("tpu")

@@ -25,9 +25,9 @@ from jaxnets.models.cnn import create_model, first_layer_filters
 from jaxnets.optim import get_optimizer
 from jaxnets.training import plots
 from jaxnets.training.metrics import classification_metrics
+from jaxnets.training.precision import set_compute_dtype
 from jaxnets.training.run_dir import RunDir
 from jaxnets.training.schedules import make_schedule
-from jaxnets.training.precision import set_compute_dtype
 from jaxnets.training.trainer import EpochCallback, Trainer, count_params
 
 

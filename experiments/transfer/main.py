@@ -178,8 +178,8 @@ def run(args: argparse.Namespace) -> int:
     if results["pretrained_here"]:
         p = results["pretrain"]
         console.print(
-            f"backbone pretrained here on {p['source']} ({p['epochs']} epochs, source test "
-            f"accuracy {p['source_test_accuracy']:.4f}), saved with orbax: {results['weights']}"
+            f"backbone pretrained here ({p['epochs']} epochs, source test accuracy "
+            f"{p['source_test_accuracy']:.4f}): {results['weights']}"
         )
     else:
         console.print(f"backbone: {results['weights']}")

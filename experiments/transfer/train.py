@@ -539,7 +539,10 @@ def load_classifier(run_dir: str | os.PathLike, *, checkpoint: str | None = None
         indices = predict_labels(model, images, mean=mean, std=std, transform=transform)
         return class_ids[indices]  # the dataset's label ids, not the head's indices
 
-    description = f"{config.backbone} {results['mode']} transfer ({run_dir}, epoch {epoch})"
+    description = (
+        f"{config.backbone} {results['mode']} transfer ({run_dir}, epoch {epoch}), predicting "
+        f"CIFAR-10 classes {', '.join(map(str, class_ids))}"
+    )
     return Classifier(predict, "cifar10", description)
 
 

@@ -56,7 +56,7 @@ def _check_runs(out, results, num_classes):
 
 
 def test_transfer_from_a_weights_file(tmp_path):
-    from safetensors.numpy import save_file
+    save_file = pytest.importorskip("safetensors.numpy").save_file  # optional, like torch
 
     data_dir = _fake_cifar(tmp_path / "cifar")
     # "Pretrained" weights: a random AlexNet's state_dict, with a 1000-class head to skip.

@@ -18,8 +18,10 @@ always symmetric zeros; stride an int or (sh, sw); out = (in + 2p - k)//s + 1.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import numbers
+from collections.abc import Iterator
 from typing import Any
 
 import jax
@@ -143,13 +145,32 @@ def window_positions(win: Window):
 IMPLS = ("auto", "lax", "matmul")
 
 
+_forced_impl: str | None = None  # set by `forced_impl`
+
+
 def default_impl() -> str:
     """The convolution kernel `impl="auto"` picks: "matmul" on CPU, "lax" on GPUs and TPUs.
 
     XLA's CPU convolution runs at a small fraction of its matmul speed, so on CPU the layer is
     rewritten as one large matrix product; accelerators keep their native convolutions.
     """
+    if _forced_impl is not None:
+        return _forced_impl
     return "matmul" if jax.default_backend() == "cpu" else "lax"
+
+
+@contextlib.contextmanager
+def forced_impl(impl: str) -> Iterator[None]:
+    """Within the block, `impl="auto"` means `impl` ("lax" or "matmul"), e.g. to time a model
+    built on `conv2d` with the other kernel. The kernel is chosen when a function is traced, so
+    trace (first call a fresh `jax.jit`) inside the block."""
+    global _forced_impl
+    check_choice("conv2d", "impl", impl, IMPLS[1:])
+    previous, _forced_impl = _forced_impl, impl
+    try:
+        yield
+    finally:
+        _forced_impl = previous
 
 
 def conv2d_forward(
@@ -398,20 +419,28 @@ def _matmul_forward(
 ) -> tuple[Array, tuple]:
     w, b = params["w"], params["b"]
     _, kw, c, f = w.shape
-    (ho, wo) = win.out_hw
     if tile_width is None:
-        tile_width = matmul_tile_width(c, kw, win.stride[1], wo)
+        tile_width = matmul_tile_width(c, kw, win.stride[1], win.out_hw[1])
     elif isinstance(tile_width, bool) or not isinstance(tile_width, numbers.Integral):
         raise TypeError(f"conv2d: tile_width must be an int, got {tile_width!r}")
     elif tile_width < 1:
         raise ValueError(f"conv2d: tile_width must be >= 1, got {tile_width!r}")
     plan = MatmulPlan(win, (c, f), tile_width, (x.dtype, w.dtype, b.dtype))
+    out, p, t = _matmul_apply(x, w, b, plan)
+    # P and T are the cache: the backward's two products reuse them (x itself is not needed).
+    return out, (p, t, plan)
+
+
+# Jitted (the plan is static), so that eager calls compile the dozens of slices once instead of
+# dispatching them one by one; inside an outer jit this is inlined.
+@jax.jit
+def _matmul_apply(x: Array, w: Array, b: Array, plan: MatmulPlan) -> tuple[Array, Array, Array]:
     dtype = jnp.result_type(x, w, b)
+    (ho, wo), f = plan.win.out_hw, plan.channels[1]
     p = _patches(x.astype(dtype), plan)
     t = _toeplitz(w.astype(dtype), plan)
     out = (p @ t).reshape(x.shape[0], ho, plan.tiles * plan.tile, f)[:, :, :wo]
-    # P and T are the cache: the backward's two products reuse them (x itself is not needed).
-    return out + b.astype(dtype), (p, t, plan)
+    return out + b.astype(dtype), p, t
 
 
 # Backward of out = crop(P @ T) + bias, by the matmul rule (Y = P T: dP = dY T^T, dT = P^T dY)
@@ -422,7 +451,11 @@ def _matmul_forward(
 #           add up there, and the padding's (and the extra columns') gradients are dropped;
 #   dbias = dout summed over n, i, j, as for the lax kernel.
 def _matmul_backward(dout: Array, cache: tuple) -> tuple[Array, Params]:
-    p, t, plan = cache
+    return _matmul_grads(dout, *cache)
+
+
+@jax.jit
+def _matmul_grads(dout: Array, p: Array, t: Array, plan: MatmulPlan) -> tuple[Array, Params]:
     x_dtype, w_dtype, b_dtype = plan.dtypes
     n, _, wo, _ = dout.shape
     width = plan.tiles * plan.tile

@@ -311,11 +311,15 @@ class BertModel(nnx.Module):
         return self.mlm_logits(hidden), hidden
 
 
+HEADS = ("cls", "mean", "gru")
+
+
 class BertClassifier(nnx.Module):
     """A sequence classifier on a BertModel, returning logits (B,) for one output, else (B, C).
 
     head="cls": the [CLS] (first) hidden state -> Linear(E, E) - tanh (BERT's pooler) -> dropout
         -> Linear(E, num_outputs).
+    head="mean": the same on the mean hidden state of the real (unpadded) tokens.
     head="gru": the course's head: a bidirectional GRU (hidden `gru_hidden`) over the hidden
         states of the real tokens, its two final states concatenated -> dropout -> Linear.
     freeze_encoder: no gradient flows into the encoder (stop_gradient, so its backward is never
@@ -333,14 +337,14 @@ class BertClassifier(nnx.Module):
         freeze_encoder: bool = False,
         rngs: nnx.Rngs,
     ):
-        if head not in ("cls", "gru"):
-            raise ValueError(f"BertClassifier: head must be 'cls' or 'gru', got {head!r}")
+        if head not in HEADS:
+            raise ValueError(f"BertClassifier: head must be one of {HEADS}, got {head!r}")
         e = bert.config.embed_dim
         self.bert = bert
         self.head = head
         self.freeze_encoder = freeze_encoder
         self.num_outputs = num_outputs
-        if head == "cls":
+        if head in ("cls", "mean"):
             self.pooler = nnx.Linear(e, e, rngs=rngs)
             self.rnn = nnx.data(None)
             features = e
@@ -362,6 +366,10 @@ class BertClassifier(nnx.Module):
             hidden = jax.lax.stop_gradient(hidden)
         if self.head == "cls":
             return jnp.tanh(self.pooler(hidden[:, 0]))
+        if self.head == "mean":
+            real = jnp.ones(hidden.shape[:2]) if mask is None else (mask == 0).astype(hidden.dtype)
+            mean = (hidden * real[..., None]).sum(1) / jnp.maximum(real.sum(1), 1)[:, None]
+            return jnp.tanh(self.pooler(mean))
         lengths = None if mask is None else (mask == 0).sum(axis=1)
         (h_forward, h_backward), _ = self.rnn(hidden, seq_lengths=lengths)
         return jnp.concatenate([h_forward, h_backward], axis=-1)
@@ -477,7 +485,11 @@ def load_hf_weights(model: BertModel | BertClassifier, state_dict: Mapping[str, 
             (norm if isinstance(target, nnx.LayerNorm) else linear)(name, target)
     if f"encoder.layer.{c.num_layers}.output.dense.weight" in sd:
         raise ValueError(f"load_hf_weights: the checkpoint has more than {c.num_layers} layers")
-    if isinstance(model, BertClassifier) and model.head == "cls" and "pooler.dense.weight" in sd:
+    if (
+        isinstance(model, BertClassifier)
+        and model.pooler is not None
+        and "pooler.dense.weight" in sd
+    ):
         linear("pooler.dense", model.pooler)
     return sorted(set(sd) - used)
 

@@ -2,8 +2,10 @@
 parameters and optimizer state replicated. The jitted steps need no change: XLA inserts the
 gradient all-reduce because the inputs say where they live.
 
-On several hosts, call `jax.distributed.initialize()` first; each host then feeds its own
-slice of the global batch (`process_local=True`).
+On several hosts, call `jax.distributed.initialize()` first (`jaxnets --distributed ...`). Each
+host builds the same global batch from the same seed and keeps the rows of its own devices, so
+the data pipeline needs no change; a pipeline that reads only its host's share passes
+`process_local=True` instead.
 """
 
 from __future__ import annotations
@@ -27,15 +29,14 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
 
 
-def shard_batch(batch: Any, mesh: Mesh, *, process_local: bool | None = None) -> Any:
+def shard_batch(batch: Any, mesh: Mesh, *, process_local: bool = False) -> Any:
     """Split each array's leading (batch) axis over the mesh's data axis.
 
-    With several hosts each passes its local part and the global array is assembled from them.
-    The batch size must divide evenly by the number of devices (of this host, if local).
+    `process_local=True`: each host passes only its part and the global array is assembled
+    from them. The batch size must divide evenly by the number of devices (of this host, if
+    local).
     """
     sharding = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
-    if process_local is None:
-        process_local = jax.process_count() > 1
     size = mesh.devices.size // (jax.process_count() if process_local else 1)
 
     def put(x: Any) -> Any:

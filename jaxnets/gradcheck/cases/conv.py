@@ -99,10 +99,10 @@ CASES = [
     ),
     # Wo = 6 in tiles of 4: the second tile runs 2 columns past the edge (extra zero columns).
     _conv_case(
-        "conv2d matmul kernel (7x7 same, 4-column tiles past the edge)",
+        "conv2d matmul kernel (5x5 same, 4-column tiles past the edge)",
         _fast,
-        (2, 5, 6, 3),
-        (7, 7),
+        (1, 4, 6, 2),
+        (5, 5),
         padding="same",
         impl="matmul",
         tile_width=4,

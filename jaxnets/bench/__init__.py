@@ -1,0 +1,1 @@
+"""Speed benchmarks: `jaxnets bench cnn` (see jaxnets/bench/cnn.py and benchmarks/README.md)."""

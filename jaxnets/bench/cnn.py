@@ -1,0 +1,440 @@
+"""Training speed of two small CNNs: jaxnets (jit) against PyTorch (eager and torch.compile).
+
+One run, one machine, synthetic batches (data loading is not timed), Adam, lr 1e-3:
+- the course's three-layer conv net on 3x32x32 (conv 32 7x7 same - relu - pool - 100 - 10);
+- the Fashion-MNIST CNN on 1x28x28 (conv 32 3x3 - pool - conv 64 3x3 - pool - 128 - dropout - 10).
+
+Contenders per model: jaxnets with its hand-derived backward (manual_vjp layers), the same
+forward differentiated by `jax.grad`, the hand-derived step with the `lax` convolution kernel
+instead of the CPU matmul one, PyTorch eager, and `torch.compile` where it works. They are timed
+in interleaved rounds (each round runs every contender in turn), so a change of machine load
+hits all of them alike; the figures are medians over rounds and ratios come from the same run.
+Also: a large float32 matmul in jnp and torch (achieved FLOP/s of each step are reported as a
+fraction of it), and the naive loop convolution against the fast kernels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import platform
+import signal
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxnets import optim
+from jaxnets.layers import conv
+from jaxnets.models import fashion_cnn_functional as fashion
+from jaxnets.models import three_layer_convnet as three_layer
+
+Array = jax.Array
+Runner = Callable[[int], None]  # run k training steps and wait for them to finish
+
+LEARNING_RATE = 1e-3
+MATMUL_SIZE = 2048
+
+
+# ----------------------------------------------------------------------------- models
+@dataclasses.dataclass(frozen=True)
+class Layer:
+    """One conv (kernel > 0) or dense layer, for counting FLOPs."""
+
+    n_in: int
+    n_out: int
+    positions: int = 1  # output pixels of a conv
+    kernel: int = 1  # kh * kw of a conv
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    input_hwc: tuple[int, int, int]
+    layers: tuple[Layer, ...]
+    # jaxnets losses (params, x, y, key) -> scalar: hand-derived, and plain for jax.grad.
+    init: Callable[[Array], Any]
+    loss: Callable
+    plain_loss: Callable
+    torch_model: Callable[[], Any]
+
+    def train_flops(self, batch: int) -> float:
+        """Multiply-adds x 2 of one training step: forward, weight gradient, input gradient
+        (not for the first layer, whose input gradient nobody needs). Elementwise work (relu,
+        pooling, softmax, Adam) is not counted."""
+        total = 0.0
+        for i, layer in enumerate(self.layers):
+            forward = 2.0 * batch * layer.positions * layer.kernel * layer.n_in * layer.n_out
+            total += forward * (2 if i == 0 else 3)
+        return total
+
+
+def _torch_three_layer():
+    from torch import nn
+
+    return nn.Sequential(
+        nn.Conv2d(3, 32, 7, padding=3),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(32 * 16 * 16, 100),
+        nn.ReLU(),
+        nn.Linear(100, 10),
+    )
+
+
+def _torch_fashion():
+    from torch import nn
+
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(64 * 7 * 7, 128),
+        nn.ReLU(),
+        nn.Dropout(1 - fashion.KEEP_PROB),
+        nn.Linear(128, 10),
+    )
+
+
+MODELS: dict[str, ModelSpec] = {
+    "three_layer_convnet": ModelSpec(
+        "three_layer_convnet",
+        (32, 32, 3),
+        (Layer(3, 32, 32 * 32, 49), Layer(32 * 16 * 16, 100), Layer(100, 10)),
+        lambda key: three_layer.init_three_layer_convnet(key, weight_scale=1e-2),
+        lambda p, x, y, key: three_layer.three_layer_convnet_loss(p, x, y),
+        lambda p, x, y, key: three_layer.three_layer_convnet_plain_loss(p, x, y),
+        _torch_three_layer,
+    ),
+    "fashion_cnn": ModelSpec(
+        "fashion_cnn",
+        (28, 28, 1),
+        (
+            Layer(1, 32, 28 * 28, 9),
+            Layer(32, 64, 14 * 14, 9),
+            Layer(64 * 7 * 7, 128),
+            Layer(128, 10),
+        ),
+        fashion.init_fashion_cnn,
+        fashion.fashion_cnn_loss,
+        fashion.fashion_cnn_plain_loss,
+        _torch_fashion,
+    ),
+}
+
+
+# ----------------------------------------------------------------------------- runners
+def jax_runner(spec: ModelSpec, loss: Callable, batch: int, seed: int = 0) -> Runner:
+    """A jitted Adam step on one fixed synthetic batch; params and optimizer state are donated,
+    so XLA updates them in place."""
+    optimizer = optim.adam(LEARNING_RATE)
+
+    def step(params, opt_state, key, x, y):
+        key, sub = jax.random.split(key)
+        value, grads = jax.value_and_grad(loss)(params, x, y, sub)
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, key, value
+
+    step = jax.jit(step, donate_argnums=(0, 1, 2))
+    rng = np.random.default_rng(seed)
+    x = jnp.asarray(rng.standard_normal((batch, *spec.input_hwc)), jnp.float32)
+    y = jnp.asarray(rng.integers(0, 10, batch), jnp.int32)
+    params = spec.init(jax.random.key(seed))
+    state = [params, optimizer.init(params), jax.random.key(seed + 1)]
+
+    def run(k: int) -> None:
+        value = None
+        for _ in range(k):
+            state[0], state[1], state[2], value = step(*state, x, y)
+        jax.block_until_ready(value)
+
+    return run
+
+
+def torch_runner(spec: ModelSpec, batch: int, compiled: bool = False, seed: int = 0) -> Runner:
+    """PyTorch's Adam step on one fixed synthetic NCHW batch (train mode: dropout on)."""
+    import torch
+
+    torch.manual_seed(seed)
+    model = spec.torch_model().train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
+    forward = torch.compile(model) if compiled else model
+    h, w, c = spec.input_hwc
+    x, y = torch.randn(batch, c, h, w), torch.randint(0, 10, (batch,))
+
+    def run(k: int) -> None:
+        for _ in range(k):
+            optimizer.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.cross_entropy(forward(x), y)
+            loss.backward()
+            optimizer.step()
+
+    return run
+
+
+def torch_available() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise TimeoutError if the block runs longer (SIGALRM: main thread on Unix; elsewhere no
+    limit)."""
+    usable = hasattr(signal, "SIGALRM") and seconds > 0
+    try:
+        usable = usable and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, None)
+    except ValueError:  # not the main thread
+        usable = False
+    if not usable:
+        yield
+        return
+
+    def expire(signum, frame):
+        raise TimeoutError(f"gave up after {seconds:.0f} s")
+
+    signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+
+
+def time_interleaved(runners: dict[str, Runner], steps: int, repeats: int) -> dict[str, list]:
+    """Seconds per step of each runner in `repeats` rounds; every round runs each in turn."""
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(repeats):
+        for name, run in runners.items():
+            start = time.perf_counter()
+            run(steps)
+            times[name].append((time.perf_counter() - start) / steps)
+    return times
+
+
+# ----------------------------------------------------------------------------- matmul
+def matmul_gflops(repeats: int, size: int = MATMUL_SIZE, with_torch: bool = True) -> dict:
+    """Best and median GFLOP/s of a (size x size) float32 matmul, jnp and torch interleaved."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((size, size), np.float32) for _ in range(2))
+    ja, jb = jnp.asarray(a), jnp.asarray(b)
+    dot = jax.jit(jnp.dot)
+    runners: dict[str, Runner] = {
+        "jax": lambda k: [jax.block_until_ready(dot(ja, jb)) for _ in range(k)] and None
+    }
+    if with_torch:
+        import torch
+
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        runners["torch"] = lambda k: [torch.mm(ta, tb) for _ in range(k)] and None
+    for run in runners.values():
+        run(1)
+    times = time_interleaved(runners, 2, repeats)
+    flops = 2.0 * size**3
+    return {
+        "size": size,
+        **{f"{k}_gflops": flops / min(v) / 1e9 for k, v in times.items()},
+        **{f"{k}_gflops_median": flops / statistics.median(v) / 1e9 for k, v in times.items()},
+    }
+
+
+# ----------------------------------------------------------------------------- naive conv
+def conv_kernels(repeats: int, shape=(32, 8, 8, 16), filters: int = 32, kernel: int = 3) -> dict:
+    """Forward + backward of the naive loop conv against the fast kernels on one small input."""
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal(shape), jnp.float32)
+    params = {
+        "w": jnp.asarray(rng.standard_normal((kernel, kernel, shape[-1], filters)), jnp.float32),
+        "b": jnp.zeros((filters,), jnp.float32),
+    }
+
+    def timed(layer: Callable, **config) -> Runner:
+        grad = jax.jit(
+            jax.grad(lambda x, p: jnp.sum(layer(x, p, padding="same", **config) ** 2), (0, 1))
+        )
+        return lambda k: [jax.block_until_ready(grad(x, params)) for _ in range(k)] and None
+
+    runners = {
+        "naive": timed(conv.conv2d_naive),
+        "lax": timed(conv.conv2d, impl="lax"),
+        "matmul": timed(conv.conv2d, impl="matmul"),
+    }
+    start = time.perf_counter()
+    runners["naive"](1)
+    naive_compile = time.perf_counter() - start
+    for name in ("lax", "matmul"):
+        runners[name](1)
+    times = time_interleaved(runners, 2, repeats)
+    ms = {k: 1e3 * statistics.median(v) for k, v in times.items()}
+    return {
+        "x_shape": list(shape),
+        "kernel": [kernel, kernel, shape[-1], filters],
+        "padding": "same",
+        "ms_forward_backward": ms,
+        "naive_compile_s": naive_compile,
+        "fast_speedup_vs_naive": ms["naive"] / min(ms["lax"], ms["matmul"]),
+    }
+
+
+# ----------------------------------------------------------------------------- the benchmark
+JAX_HAND = "jaxnets (hand-derived)"
+JAX_GRAD = "jaxnets (jax.grad)"
+JAX_LAX = "jaxnets (hand-derived, lax conv)"
+TORCH_EAGER = "PyTorch eager"
+TORCH_COMPILE = "PyTorch torch.compile"
+
+
+@dataclasses.dataclass
+class Settings:
+    batch_size: int = 128
+    steps: int = 3  # training steps per contender per round
+    repeats: int = 5  # rounds
+    models: tuple[str, ...] = tuple(MODELS)
+    torch_compile: bool = True
+    compile_timeout: float = 120.0
+    lax_variant: bool = True
+    naive_conv: bool = True
+
+
+def bench_model(
+    spec: ModelSpec, settings: Settings, matmul: dict, log: Callable[[str], None]
+) -> dict:
+    batch = settings.batch_size
+    runners: dict[str, Runner] = {}
+    notes: dict[str, str] = {}
+    compile_s: dict[str, float] = {}
+
+    def add(name: str, make: Callable[[], Runner], timeout: float = 0.0) -> None:
+        log(f"{spec.name}: compiling {name}")
+        start = time.perf_counter()
+        try:
+            with time_limit(timeout):
+                run = make()
+                run(1)  # compile / warm up
+        except Exception as error:  # a contender that cannot run is reported, not fatal
+            notes[name] = f"{type(error).__name__}: {error}".splitlines()[0][:200]
+            log(f"{spec.name}: {name} skipped ({notes[name]})")
+            return
+        compile_s[name] = time.perf_counter() - start
+        runners[name] = run
+
+    add(JAX_HAND, lambda: jax_runner(spec, spec.loss, batch))
+    add(JAX_GRAD, lambda: jax_runner(spec, spec.plain_loss, batch))
+    if settings.lax_variant:
+
+        def lax_variant() -> Runner:
+            run = jax_runner(spec, spec.loss, batch)
+            with conv.forced_impl("lax"):  # the kernel is chosen when the step is traced
+                run(1)
+            return run
+
+        add(JAX_LAX, lax_variant)
+    has_torch = torch_available()
+    if has_torch:
+        add(TORCH_EAGER, lambda: torch_runner(spec, batch))
+        if settings.torch_compile:
+            add(
+                TORCH_COMPILE,
+                lambda: torch_runner(spec, batch, compiled=True),
+                settings.compile_timeout,
+            )
+    log(f"{spec.name}: timing {len(runners)} contenders, {settings.repeats} rounds")
+    times = time_interleaved(runners, settings.steps, settings.repeats)
+
+    flops = spec.train_flops(batch)
+    contenders = {}
+    for name, t in times.items():
+        framework = "torch" if name.startswith("PyTorch") else "jax"
+        median = statistics.median(t)
+        gflops = flops / median / 1e9
+        contenders[name] = {
+            "img_per_s": batch / median,
+            "img_per_s_best": batch / min(t),
+            "ms_per_step": 1e3 * median,
+            "gflops": gflops,
+            "fraction_of_matmul": gflops / matmul[f"{framework}_gflops"],
+            "compile_s": compile_s[name],
+            "seconds_per_step": t,
+        }
+
+    def ratio(a: str, b: str) -> float | None:
+        if a in contenders and b in contenders:
+            return contenders[a]["img_per_s"] / contenders[b]["img_per_s"]
+        return None
+
+    return {
+        "batch_size": batch,
+        "input_shape_hwc": list(spec.input_hwc),
+        "train_gflop_per_step": flops / 1e9,
+        "contenders": contenders,
+        "ratio_vs_torch_eager": ratio(JAX_HAND, TORCH_EAGER),
+        "ratio_vs_torch_compile": ratio(JAX_HAND, TORCH_COMPILE),
+        # > 1 means the hand-derived step is slower; the goal is <= 1.1.
+        "hand_derived_time_vs_jax_grad": ratio(JAX_GRAD, JAX_HAND),
+        "matmul_kernel_speedup_vs_lax_kernel": ratio(JAX_HAND, JAX_LAX),
+        "skipped": notes,
+        "torch_available": has_torch,
+    }
+
+
+def machine_info() -> dict:
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "jax": jax.__version__,
+        "jax_backend": jax.default_backend(),
+        "conv_kernel": conv.default_impl(),
+    }
+    if torch_available():
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+    return info
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def run_benchmark(settings: Settings, log: Callable[[str], None] = print) -> dict:
+    """All the measurements, as a JSON-ready dict."""
+    unknown = set(settings.models) - set(MODELS)
+    if unknown:
+        raise ValueError(f"unknown model(s) {sorted(unknown)}; known: {list(MODELS)}")
+    result: dict[str, Any] = {
+        "machine": machine_info(),
+        "load_average_start": load_average(),
+        "settings": dataclasses.asdict(settings),
+    }
+    if not torch_available():
+        log("PyTorch is not installed: timing jaxnets only (pip install 'jaxnets[torch]')")
+    log("timing the float32 matmul")
+    matmul = matmul_gflops(settings.repeats, with_torch=torch_available())
+    result["matmul"] = matmul
+    result["models"] = {
+        name: bench_model(MODELS[name], settings, matmul, log) for name in settings.models
+    }
+    if settings.naive_conv:
+        log("timing the naive loop conv against the fast kernels")
+        result["conv_kernels"] = conv_kernels(settings.repeats)
+    result["load_average_end"] = load_average()
+    return result

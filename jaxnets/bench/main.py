@@ -1,0 +1,153 @@
+"""`jaxnets bench cnn`: training images/s of jaxnets against PyTorch, printed as a table.
+
+jaxnets bench cnn [--batch-size 128] [--steps 3] [--repeats 5] [--models ...] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+SUITES = ("cnn",)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from jaxnets.bench.cnn import MODELS, Settings
+
+    defaults = Settings()
+    parser.add_argument("suite", choices=SUITES, help="which benchmark: cnn")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument(
+        "--steps", type=int, default=defaults.steps, help="training steps per contender per round"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=defaults.repeats, help="interleaved rounds (median taken)"
+    )
+    parser.add_argument(
+        "--models", nargs="+", choices=list(MODELS), default=list(defaults.models), metavar="NAME"
+    )
+    parser.add_argument("--json", type=pathlib.Path, help="write every figure to this JSON file")
+    parser.add_argument(
+        "--no-torch-compile", action="store_true", help="skip torch.compile (slow to compile)"
+    )
+    parser.add_argument(
+        "--compile-timeout",
+        type=float,
+        default=defaults.compile_timeout,
+        help="seconds allowed for torch.compile's first step before it is skipped",
+    )
+    parser.add_argument(
+        "--no-lax-variant", action="store_true", help="skip the step with the lax conv kernel"
+    )
+    parser.add_argument(
+        "--no-naive-conv", action="store_true", help="skip the naive loop conv timing"
+    )
+
+
+def _positive(name: str, value: int) -> None:
+    if value < 1:
+        raise SystemExit(f"jaxnets bench: {name} must be >= 1, got {value}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from jaxnets.bench.cnn import Settings, run_benchmark
+
+    for name in ("batch_size", "steps", "repeats"):
+        _positive("--" + name.replace("_", "-"), getattr(args, name))
+    console = Console(width=max(120, Console().width))
+    settings = Settings(
+        batch_size=args.batch_size,
+        steps=args.steps,
+        repeats=args.repeats,
+        models=tuple(args.models),
+        torch_compile=not args.no_torch_compile,
+        compile_timeout=args.compile_timeout,
+        lax_variant=not args.no_lax_variant,
+        naive_conv=not args.no_naive_conv,
+    )
+    result = run_benchmark(settings, log=lambda m: console.print(f"[dim]{m}[/dim]"))
+    print_report(result, console)
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        console.print(f"figures written to {args.json}")
+    return 0
+
+
+def _fmt(value: float | None, spec: str = ".2f", suffix: str = "") -> str:
+    return "-" if value is None else f"{value:{spec}}{suffix}"
+
+
+def print_report(result: dict, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    mm = result["matmul"]
+    machine = result["machine"]
+    console.print(
+        f"{machine['cpu_count']} CPUs, jax {machine['jax']} ({machine['jax_backend']}, conv kernel "
+        f"{machine['conv_kernel']!r}), torch {machine.get('torch', 'absent')}; load average "
+        f"{result['load_average_start']} -> {result['load_average_end']}"
+    )
+    console.print(
+        f"float32 {mm['size']}x{mm['size']} matmul: jnp {mm['jax_gflops']:.0f} GFLOP/s"
+        + (f", torch {mm['torch_gflops']:.0f} GFLOP/s" if "torch_gflops" in mm else "")
+    )
+    for name, model in result["models"].items():
+        table = Table(
+            title=f"{name}, batch {model['batch_size']}, "
+            f"{model['train_gflop_per_step']:.2f} GFLOP per training step"
+        )
+        for column in ("contender", "img/s", "best img/s", "ms/step", "GFLOP/s", "of matmul"):
+            table.add_column(column, justify="left" if column == "contender" else "right")
+        table.add_column("vs PyTorch eager", justify="right")
+        eager = model["contenders"].get("PyTorch eager")
+        for contender, figures in model["contenders"].items():
+            vs = figures["img_per_s"] / eager["img_per_s"] if eager else None
+            table.add_row(
+                contender,
+                f"{figures['img_per_s']:.0f}",
+                f"{figures['img_per_s_best']:.0f}",
+                f"{figures['ms_per_step']:.1f}",
+                f"{figures['gflops']:.1f}",
+                f"{100 * figures['fraction_of_matmul']:.0f}%",
+                _fmt(vs, ".2f", "x"),
+            )
+        console.print(table)
+        console.print(
+            f"  jaxnets / PyTorch eager: {_fmt(model['ratio_vs_torch_eager'], '.2f', 'x')}"
+            f" (goal >= 1.5x); / torch.compile: {_fmt(model['ratio_vs_torch_compile'], '.2f', 'x')}"
+            f"; hand-derived step time / jax.grad step time: "
+            f"{_fmt(model['hand_derived_time_vs_jax_grad'], '.2f')} (goal <= 1.1)"
+            f"; matmul conv kernel vs lax kernel: "
+            f"{_fmt(model['matmul_kernel_speedup_vs_lax_kernel'], '.2f', 'x')}"
+        )
+        if not model["torch_available"]:
+            console.print("  PyTorch is not installed: no PyTorch figures")
+        for contender, why in model["skipped"].items():
+            console.print(f"  skipped {contender}: {why}")
+    kernels = result.get("conv_kernels")
+    if kernels:
+        ms = kernels["ms_forward_backward"]
+        console.print(
+            f"conv forward+backward, x {tuple(kernels['x_shape'])}, w {tuple(kernels['kernel'])}: "
+            f"naive loop {ms['naive']:.1f} ms, lax {ms['lax']:.1f} ms, "
+            f"matmul {ms['matmul']:.1f} ms "
+            f"(fast {kernels['fast_speedup_vs_naive']:.0f}x faster than naive; the naive one "
+            f"took {kernels['naive_compile_s']:.0f} s to compile)"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="jaxnets bench", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
