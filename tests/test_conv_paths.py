@@ -1,5 +1,6 @@
-"""conv2d's two kernels: the CPU matmul (im2col) kernel and the lax kernel agree forward and
-backward, the per-backend choice, the tile-width rule, a loop known answer and bad tile widths."""
+"""conv2d's kernels (lax, the CPU matmul / im2col one and "mixed") agree forward and backward;
+the per-backend choice, the tile-width rule, a loop known answer, bad tile widths, and the fused
+conv-relu-pool sandwich against the separate layers."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import pytest
 
 from jaxnets.gradcheck.cases.conv import CASES
 from jaxnets.gradcheck.core import rel_error
-from jaxnets.layers import conv
+from jaxnets.layers import conv, core, pool
 
-KERNEL_CASES = [c for c in CASES if "kernel (" in c.name]
+KERNEL_CASES = [c for c in CASES if "kernel (" in c.name or c.name.startswith("conv2d_relu_pool")]
 
 # (x shape, kernel, stride, padding, tile widths to try): square and non-square kernels, strides,
 # padding larger than k - 1, (in + 2p - k) % s != 0 (unread rows), tiles that do not divide Wo
@@ -49,15 +50,16 @@ def test_matmul_and_lax_kernels_agree(x64, geometry):
     @jax.jit
     def run(x, params, dout):
         lax_result = _forward_backward(x, params, dout, impl="lax", **config)
-        return lax_result, [
-            _forward_backward(x, params, dout, impl="matmul", tile_width=t, **config) for t in tiles
-        ]
+        others = [_forward_backward(x, params, dout, impl="mixed", **config)]
+        for t in tiles:
+            others.append(_forward_backward(x, params, dout, impl="matmul", tile_width=t, **config))
+        return lax_result, others
 
     (out_lax, grads_lax), results = run(x, params, dout)
-    for t, (out, grads) in zip(tiles, results):
-        assert out.shape == out_lax.shape, t
-        assert rel_error(out, out_lax) < 1e-12, t
-        assert rel_error(grads, grads_lax) < 1e-12, t
+    for kernel, (out, grads) in zip(["mixed", *tiles], results):
+        assert out.shape == out_lax.shape, kernel
+        assert rel_error(out, out_lax) < 1e-12, kernel
+        assert rel_error(grads, grads_lax) < 1e-12, kernel
 
 
 @pytest.mark.parametrize("case", KERNEL_CASES, ids=lambda c: c.name)
@@ -104,16 +106,21 @@ def test_known_answer_with_tiles_past_the_edge(x64):
     assert rel_error(out, expected) < 1e-12
 
 
-def test_auto_picks_matmul_on_cpu_and_lax_elsewhere(monkeypatch):
-    x, params = _inputs((1, 5, 5, 3), (3, 3), dtype=np.float32)
-    backend = jax.default_backend()
-    _, cache = conv.conv2d_forward(x, params, padding=1)
-    assert isinstance(cache[-1], conv.MatmulPlan) == (backend == "cpu")
-    assert conv.default_impl() == ("matmul" if backend == "cpu" else "lax")
+def test_auto_picks_cpu_kernels_by_geometry_and_lax_elsewhere(monkeypatch):
+    x3, params3 = _inputs((1, 5, 5, 3), (3, 3), dtype=np.float32)
+    x16, params16 = _inputs((1, 5, 5, 16), (3, 3), dtype=np.float32)
+    cpu = jax.default_backend() == "cpu"
+    _, cache = conv.conv2d_forward(x3, params3, padding=1)  # kw * C_in = 9 < 32
+    assert isinstance(cache[-1], conv.MatmulPlan) == cpu
+    _, cache = conv.conv2d_forward(x16, params16, padding=1)  # 48 >= 32
+    assert isinstance(cache[-1], conv.LaxPlan) and cache[-1].dw_by_matmul == cpu
+    assert conv.default_impl(3, 7) == ("matmul" if cpu else "lax")
+    with conv.forced_impl("lax"):
+        _, cache = conv.conv2d_forward(x3, params3, padding=1)
+        assert isinstance(cache[-1], conv.LaxPlan) and not cache[-1].dw_by_matmul
+    assert conv.default_impl(3, 7) == ("matmul" if cpu else "lax")  # restored after the block
     monkeypatch.setattr(conv.jax, "default_backend", lambda: "gpu")
-    assert conv.default_impl() == "lax"
-    _, cache = conv.conv2d_forward(x, params, padding=1)
-    assert isinstance(cache[-1], conv.Window)
+    assert conv.default_impl(3, 7) == conv.default_impl(64, 3) == "lax"
 
 
 @pytest.mark.parametrize(
@@ -134,7 +141,7 @@ def test_matmul_tile_width_rule(args, expected):
 @pytest.mark.parametrize(
     ("config", "error", "match"),
     [
-        ({"impl": "fft"}, ValueError, r"conv2d: impl must be one of \('auto', 'lax', 'matmul'\)"),
+        ({"impl": "fft"}, ValueError, r"conv2d: impl must be one of \('auto', 'lax', 'matmul',"),
         ({"impl": "lax", "tile_width": 2}, ValueError, r"tile_width applies only to impl='matmul'"),
         ({"impl": "matmul", "tile_width": 0}, ValueError, r"tile_width must be >= 1"),
         ({"impl": "matmul", "tile_width": 1.5}, TypeError, r"tile_width must be an int"),
@@ -144,3 +151,62 @@ def test_bad_kernel_choice_raises_clearly(config, error, match):
     x, params = _inputs((1, 5, 5, 3), (3, 3), dtype=np.float32)
     with pytest.raises(error, match=match):
         conv.conv2d(x, params, **config)
+
+
+# (x shape, kernel, padding, pool, impl): odd sizes (rows / columns no pool window reaches), a
+# 3x3 pool, and each kernel.
+SANDWICHES = [
+    ((2, 7, 9, 3), (3, 3), "same", 2, "matmul"),
+    ((2, 6, 6, 9), (3, 3), "same", 2, "mixed"),
+    ((1, 9, 10, 2), (2, 2), 1, 3, "lax"),
+]
+
+
+@pytest.mark.parametrize("geometry", SANDWICHES, ids=str)
+def test_conv_relu_pool_equals_the_separate_layers(x64, geometry):
+    # Same float64 arithmetic on the same values, so forward and gradients agree to roundoff.
+    x_shape, kernel, padding, window, impl = geometry
+    x, params = _inputs(x_shape, kernel)
+    # Some windows entirely negative (relu cuts their gradient), some positive.
+    params["b"] = params["b"].at[0].set(-10.0).at[1].set(10.0)
+
+    def fused(x, p):
+        return conv.conv2d_relu_pool(x, p, padding=padding, pool=window, impl=impl)
+
+    def separate(x, p):
+        h = core.relu(conv.conv2d(x, p, padding=padding, impl=impl))
+        return pool.max_pool(h, window=window)
+
+    @jax.jit
+    def run(x, p, dout):
+        def grads(f):
+            return jax.grad(lambda x, p: jnp.vdot(f(x, p), dout), (0, 1))(x, p)
+
+        return fused(x, p), separate(x, p), grads(fused), grads(separate)
+
+    out = jax.eval_shape(fused, x, params)
+    dout = jnp.asarray(np.random.default_rng(3).normal(size=out.shape))
+    out_f, out_s, grads_f, grads_s = run(x, params, dout)
+    assert out_f.shape == out_s.shape
+    assert rel_error(out_f, out_s) < 1e-12
+    assert rel_error(grads_f, grads_s) < 1e-12
+
+
+def test_conv_relu_pool_ties_go_to_the_first_maximum():
+    # A 1x1 identity conv, so the pool sees x itself: equal maxima in a window, the gradient goes
+    # to the first in row-major order; an all-negative window gets none.
+    x = jnp.array([[3.0, 3.0], [1.0, 3.0]]).reshape(1, 2, 2, 1)
+    x = jnp.concatenate([x, -x], axis=2)  # second window all <= 0
+    params = {"w": jnp.ones((1, 1, 1, 1)), "b": jnp.zeros((1,))}
+    out, cache = conv.conv2d_relu_pool_forward(x, params, pool=2)
+    np.testing.assert_array_equal(out[0, :, :, 0], [[3.0, 0.0]])
+    dx, _ = conv.conv2d_relu_pool_backward(jnp.array([[[[5.0], [7.0]]]]), cache)
+    np.testing.assert_array_equal(dx[0, :, :, 0], [[5.0, 0, 0, 0], [0, 0, 0, 0]])
+
+
+def test_conv_relu_pool_bad_pool_raises():
+    x, params = _inputs((1, 4, 4, 2), (3, 3), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"pool must be a positive int"):
+        conv.conv2d_relu_pool(x, params, pool=0)
+    with pytest.raises(ValueError, match=r"5x5 pool is larger than the conv output 2x2"):
+        conv.conv2d_relu_pool(x, params, pool=5)

@@ -3,11 +3,13 @@
 Presets:
 - "cpu" (the default): small enough that `jaxnets pretrain bert` then `jaxnets finetune bert`
   finish in under 30 minutes on a 2-core CPU: 2 post-LN blocks, E=128, 4 heads, FF=256, T=128,
-  a WordPiece vocabulary of 8,192 trained on the IMDB train reviews, 400 MLM steps of 32
-  sequences, then one epoch of fine-tuning with a [CLS] head and the encoder unfrozen.
-- "gpu": for an accelerator, aiming at >= 0.88 IMDB test accuracy: 4 blocks, E=256, FF=1024,
-  T=256, 20,000 MLM steps of 128 sequences over IMDB + WikiText-2 + Tiny Shakespeare, then 3
-  epochs of fine-tuning at T=512 (the positions are sinusoidal, so longer inputs still work).
+  a WordPiece vocabulary of 8,192 trained on IMDB train reviews, 400 MLM steps of 32
+  sequences, then two epochs of fine-tuning with a [CLS] head and the encoder unfrozen.
+- "gpu": for an accelerator: 4 blocks, E=256, FF=1024, T=256, 13,400 MLM steps of 128
+  sequences over IMDB + WikiText-2 + Tiny Shakespeare, then 3 epochs of fine-tuning at T=512
+  (the positions are sinusoidal, so longer inputs still work). Measured on one H100: 0.901 IMDB
+  test accuracy, pretraining 4.0 min and fine-tuning 1.1 min (from scratch: 0.869); made with
+  benchmarks/bert_imdb_accelerator.py, which fits the step count to a time budget.
 - "course" (fine-tuning only): the course's head: the encoder frozen, a bidirectional GRU of
   hidden 16, dropout, one logit, BCE, Adam 1e-3, 3 epochs, best model by validation loss. With
   `--hf-checkpoint bert-base-uncased/` it is the course's experiment (0.9145 reported).
@@ -45,6 +47,7 @@ class PretrainConfig:
     eval_batch_size: int = 64
     limit_documents: int | None = None  # use the first N documents (quick runs)
     data_dir: str | None = None
+    compute_dtype: str = "float32"  # "bfloat16": mixed precision, float32 parameters
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -61,9 +64,9 @@ class FinetuneConfig:
     max_len: int = 128
     truncation: str = "head+tail"
     batch_size: int = 32
-    epochs: int = 1
+    epochs: int = 2
     optimizer: str = "adamw"
-    learning_rate: float = 3e-4
+    learning_rate: float = 1e-3
     warmup_fraction: float = 0.1
     schedule: str = "cosine"
     weight_decay: float = 0.01
@@ -81,6 +84,7 @@ class FinetuneConfig:
     ff_dim: int = 256
     data_dir: str | None = None
     source: str = "auto"
+    compute_dtype: str = "float32"  # "bfloat16": mixed precision, float32 parameters
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,8 +101,8 @@ PRETRAIN_PRESETS: dict[str, dict[str, Any]] = {
         "num_layers": 4,
         "ff_dim": 1024,
         "batch_size": 128,
-        "steps": 20_000,
-        "steps_per_epoch": 1000,
+        "steps": 13_400,
+        "steps_per_epoch": 1340,
         "learning_rate": 5e-4,
         "warmup_steps": 1000,
         "val_sequences": 2048,
@@ -122,7 +126,7 @@ PRETRAIN_PRESETS: dict[str, dict[str, Any]] = {
 
 FINETUNE_PRESETS: dict[str, dict[str, Any]] = {
     "cpu": {},
-    "gpu": {"max_len": 512, "epochs": 3, "learning_rate": 1e-4, "eval_batch_size": 256},
+    "gpu": {"max_len": 512, "epochs": 3, "learning_rate": 2e-4, "eval_batch_size": 256},
     "course": {
         "head": "gru",
         "freeze_encoder": True,

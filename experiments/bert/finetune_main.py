@@ -14,7 +14,7 @@ from experiments.bert.config import FINETUNE_PRESETS, get_finetune_config
 _FIELDS = (
     "pretrained", "hf_checkpoint", "head", "freeze_encoder", "max_len", "truncation",
     "batch_size", "epochs", "optimizer", "learning_rate", "schedule", "weight_decay", "dropout",
-    "val_fraction", "limit_train", "limit_eval", "data_dir", "source", "seed",
+    "val_fraction", "limit_train", "limit_eval", "data_dir", "source", "compute_dtype", "seed",
 )  # fmt: skip
 
 
@@ -48,6 +48,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--limit-eval", type=int, metavar="N", help="use N validation and N test reviews")
     add("--data-dir", help="folder with the IMDB archive (default: ../shared/data)")
     add("--source", choices=["auto", "files", "tfds"])
+    add(
+        "--compute-dtype",
+        choices=["float32", "bfloat16"],
+        help="bfloat16: mixed precision (bfloat16 compute, float32 parameters) for TPUs/GPUs",
+    )
     add("--seed", type=int)
     add("--baseline", action="store_true", help="also fit a TF-IDF bag-of-words baseline")
     add("--no-progress", action="store_true", help="no progress bar")

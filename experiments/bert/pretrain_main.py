@@ -14,7 +14,7 @@ from experiments.bert.config import PRETRAIN_PRESETS, get_pretrain_config
 _FIELDS = (
     "vocab_size", "vocab", "max_len", "embed_dim", "num_heads", "num_layers", "ff_dim", "dropout",
     "positions", "norm_first", "batch_size", "steps", "steps_per_epoch", "learning_rate",
-    "warmup_steps", "limit_documents", "data_dir", "seed",
+    "warmup_steps", "limit_documents", "data_dir", "compute_dtype", "seed",
 )  # fmt: skip
 
 
@@ -44,6 +44,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--data-dir",
         help="folder with imdb/, tinyshakespeare/, wikitext2/ (default: ../shared/data)",
+    )
+    add(
+        "--compute-dtype",
+        choices=["float32", "bfloat16"],
+        help="bfloat16: mixed precision (bfloat16 compute, float32 parameters) for TPUs/GPUs",
     )
     add("--seed", type=int)
     add("--no-progress", action="store_true", help="no progress bar")

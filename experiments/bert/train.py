@@ -45,6 +45,7 @@ from jaxnets.text.masking import IGNORE_INDEX, mask_tokens
 from jaxnets.text.tokenizer import WordPieceTokenizer, chunk_documents
 from jaxnets.training.metrics import Mean
 from jaxnets.training.plots import plot_curves
+from jaxnets.training.precision import set_compute_dtype
 from jaxnets.training.run_dir import RunDir, write_json_atomic
 from jaxnets.training.schedules import make_schedule
 from jaxnets.training.trainer import Trainer
@@ -299,6 +300,7 @@ def pretrain(
     model = _create(
         lambda: BertModel(bert_config, rngs=nnx.Rngs(params=config.seed, dropout=config.seed + 1))
     )
+    set_compute_dtype(model, config.compute_dtype)
     params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
     epochs = math.ceil(config.steps / config.steps_per_epoch)
     schedule = make_schedule(
@@ -544,6 +546,7 @@ def finetune(
 
     model = _create(create)
     load_encoder(model.bert)
+    set_compute_dtype(model, config.compute_dtype)
     trainable = sum(
         int(np.prod(x.shape))
         for path, x in jax.tree_util.tree_leaves_with_path(nnx.state(model, nnx.Param))

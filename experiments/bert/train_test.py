@@ -80,3 +80,20 @@ def test_presets():
     assert get_pretrain_config().max_len == 128
     with pytest.raises(ValueError, match="unknown preset"):
         get_pretrain_config("tpu")
+
+
+def test_mixed_precision_pretraining_keeps_float32_parameters(tmp_path):
+    import jax
+    import orbax.checkpoint as ocp
+
+    from experiments.bert.config import get_pretrain_config
+    from experiments.bert.train import pretrain
+
+    data = _fake_data(tmp_path / "data")
+    config = get_pretrain_config("smoke", data_dir=str(data), compute_dtype="bfloat16")
+    results = pretrain(config, tmp_path / "pre", progress=False)
+    assert np.isfinite(results["val_mlm_loss"])
+    assert results["val_mlm_loss"] < results["initial_val_mlm_loss"]
+    with ocp.StandardCheckpointer() as checkpointer:  # no target: arrays as saved
+        saved = checkpointer.restore((tmp_path / "pre" / "model").absolute())
+    assert {x.dtype for x in jax.tree.leaves(saved)} == {np.dtype("float32")}

@@ -1,6 +1,10 @@
 """Train GCNs: full-batch node classification (Cora, ogbn-*) and padded mini-batches of graphs
 (ENZYMES, ogbg-*). Each seed gets its own run folder; the best epoch by validation is kept,
 checkpointed and evaluated; results over seeds go to OUT/results.json as mean and std.
+
+With several devices the runs are data-parallel as the `Trainer`'s: parameters replicated, and
+the nodes, edges (and graphs) of each batch split along the mesh's data axis, padded to a
+multiple of the device count; XLA partitions the gathers and segment sums between them.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from sklearn.model_selection import train_test_split
 
 from experiments.gcn import metrics
 from experiments.gcn.config import GCNConfig
-from jaxnets.data.graph_batching import iterate_batches, real_graph_mask
+from jaxnets.data.graph_batching import iterate_batches, real_graph_mask, round_up_to
 from jaxnets.data.graphs import (
     GraphDataset,
     NodeDataset,
@@ -34,11 +38,12 @@ from jaxnets.data.graphs import (
     load_graph_dataset,
     row_normalize,
 )
-from jaxnets.layers.graph import to_sparse
+from jaxnets.layers.graph import SparseMatrix, to_sparse
 from jaxnets.models.gcn import GCNGraphClassifier, GCNNodeClassifier
 from jaxnets.training.checkpoints import Checkpoints
 from jaxnets.training.plots import plot_curves
 from jaxnets.training.run_dir import RunDir
+from jaxnets.training.sharding import default_mesh, replicate, shard_batch
 
 SPLITS = ("train", "valid", "test")
 
@@ -99,17 +104,40 @@ class _Task:
     def __post_init__(self):
         ds, config = self.dataset, self.config
         self.metric, self.task = ds.metric, ds.task
+        self.mesh = default_mesh()
+        self.devices = 1 if self.mesh is None else self.mesh.devices.size
         if isinstance(ds, NodeDataset):
             x = ds.graph.nodes
             x = row_normalize(x) if config.normalize_features else x
             # Bag-of-words features (Cora: 1.3% nonzero) go in sparse: far less work per step.
             x = to_sparse(x) if np.mean(x != 0) < 0.1 else jnp.asarray(x)
-            self.inputs = (x, jnp.asarray(ds.graph.senders), jnp.asarray(ds.graph.receivers))
-            self.labels = jnp.asarray(ds.labels)
-            self.train_mask = jnp.asarray(ds.mask("train"))
+            inputs = (x, np.asarray(ds.graph.senders), np.asarray(ds.graph.receivers))
+            labels, train_mask = np.asarray(ds.labels), ds.mask("train")
+            if self.mesh is not None:
+                inputs, labels, train_mask = _pad_full_graph(
+                    inputs, labels, train_mask, self.devices
+                )
+            self.inputs = self._place(inputs)
+            self.labels, self.train_mask = self._place((labels, train_mask))
             self.splits = ds.splits
         else:
             self.splits = ds.splits or _stratified_split(ds, config.split_seed)
+
+    def _place(self, tree: Any) -> Any:
+        """Split along the data axis with several devices; else put on the default device."""
+        return jax.device_put(tree) if self.mesh is None else shard_batch(tree, self.mesh)
+
+    def replicate(self, *modules: nnx.Module) -> None:
+        if self.mesh is not None:
+            for module in modules:
+                nnx.update(module, replicate(nnx.state(module), self.mesh))
+
+    def _batches(self, indices: np.ndarray, batch_size: int, rng=None):
+        """(sharded padded GraphsTuple, host mask of its real graphs) for each batch."""
+        for graphs, _ in iterate_batches(
+            self.dataset, indices, batch_size, rng=rng, multiple_of=self.devices
+        ):
+            yield self._place(graphs), real_graph_mask(graphs)
 
     def model(self, seed: int | jax.Array) -> nnx.Module:
         ds, c = self.dataset, self.config
@@ -149,10 +177,8 @@ class _Task:
             )
             return float(loss)
         losses = []
-        for graphs, _ in iterate_batches(
-            self.dataset, self.splits["train"], self.config.batch_size, rng=rng
-        ):
-            mask = real_graph_mask(graphs)
+        for graphs, real in self._batches(self.splits["train"], self.config.batch_size, rng):
+            mask = self._place(real)
             losses.append(train_step(model, optimizer, graphs, graphs.globals, mask, self.task))
         return float(np.mean(jax.device_get(losses)))
 
@@ -166,8 +192,7 @@ class _Task:
         result = {}
         for split in splits:
             chunks = []
-            for graphs, _ in iterate_batches(ds, self.splits[split], self.config.eval_batch_size):
-                real = real_graph_mask(graphs)
+            for graphs, real in self._batches(self.splits[split], self.config.eval_batch_size):
                 chunks.append(np.asarray(predict(model, graphs))[real])
             result[split] = (np.concatenate(chunks), ds.labels[self.splits[split]])
         return result
@@ -179,6 +204,32 @@ class _Task:
             record[f"{name}_loss"] = metrics.numpy_loss(self.task, out, y)
             record[f"{name}_{self.metric}"] = metrics.evaluate(self.metric, y, out)
         return record
+
+
+def _pad_full_graph(inputs: tuple, labels: np.ndarray, train_mask: np.ndarray, multiple: int):
+    """Pad a whole graph so nodes, edges and feature nonzeros divide by `multiple`: padding nodes
+    (zero features, label 0, out of every split and of the batch-norm statistics through the
+    node mask that becomes the fourth input) and padding edges that are self loops on the last
+    padding node, so no real node's degree or neighbourhood changes."""
+    x, senders, receivers = inputs
+    n, e = len(labels), len(senders)
+    n_pad = round_up_to(n + (e % multiple != 0), multiple)
+    e_pad = round_up_to(e, multiple)
+    loop = np.full(e_pad - e, n_pad - 1, senders.dtype)
+    senders, receivers = np.concatenate([senders, loop]), np.concatenate([receivers, loop])
+    if isinstance(x, SparseMatrix):
+        extra = round_up_to(len(x.values), multiple) - len(x.values)
+        x = SparseMatrix(  # explicit zeros at (0, 0): they add nothing
+            jnp.pad(x.rows, (0, extra)),
+            jnp.pad(x.cols, (0, extra)),
+            jnp.pad(x.values, (0, extra)),
+            (n_pad, x.shape[1]),
+        )
+    else:
+        x = jnp.pad(x, ((0, n_pad - n), (0, 0)))
+    node_mask = np.arange(n_pad) < n
+    labels = np.pad(labels, [(0, n_pad - n)] + [(0, 0)] * (labels.ndim - 1))
+    return (x, senders, receivers, node_mask), labels, np.pad(train_mask, (0, n_pad - n))
 
 
 def _stratified_split(ds: GraphDataset, seed: int) -> dict[str, np.ndarray]:
@@ -194,6 +245,7 @@ def train_one_seed(task: _Task, seed: int, run: RunDir, progress: Progress) -> d
     config, metric = task.config, task.metric
     start = time.perf_counter()
     model, optimizer = _create(task, jnp.asarray(seed))
+    task.replicate(model, optimizer)
     rng = np.random.default_rng(seed)
     run.reset_metrics()
     shutil.rmtree(run.checkpoint_dir, ignore_errors=True)  # a fresh run, not a resume

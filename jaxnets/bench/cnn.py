@@ -4,11 +4,13 @@ One run, one machine, synthetic batches (data loading is not timed), Adam, lr 1e
 - the course's three-layer conv net on 3x32x32 (conv 32 7x7 same - relu - pool - 100 - 10);
 - the Fashion-MNIST CNN on 1x28x28 (conv 32 3x3 - pool - conv 64 3x3 - pool - 128 - dropout - 10).
 
-Contenders per model: jaxnets with its hand-derived backward (manual_vjp layers), the same
-forward differentiated by `jax.grad`, the hand-derived step with the `lax` convolution kernel
-instead of the CPU matmul one, PyTorch eager, and `torch.compile` where it works. They are timed
-in interleaved rounds (each round runs every contender in turn), so a change of machine load
-hits all of them alike; the figures are medians over rounds and ratios come from the same run.
+Contenders per model: jaxnets with its hand-derived backward (manual_vjp layers, the conv -
+relu - pool blocks as the fused `conv.conv2d_relu_pool`), the same forward differentiated by
+`jax.grad`, the hand-derived step with the `lax` convolution kernel instead of the CPU ones,
+PyTorch eager with its default threads and with one thread (on a loaded machine the default
+one-thread-per-core can be far slower), and `torch.compile` where it works. They are timed in
+interleaved rounds (each round runs every contender in turn), so a change of machine load hits
+all of them alike; the figures are medians over rounds and ratios come from the same run.
 Also: a large float32 matmul in jnp and torch (achieved FLOP/s of each step are reported as a
 fraction of it), and the naive loop convolution against the fast kernels.
 """
@@ -31,7 +33,7 @@ import numpy as np
 import optax
 
 from jaxnets import optim
-from jaxnets.layers import conv
+from jaxnets.layers import conv, core, losses
 from jaxnets.models import fashion_cnn_functional as fashion
 from jaxnets.models import three_layer_convnet as three_layer
 
@@ -50,7 +52,7 @@ class Layer:
     n_in: int
     n_out: int
     positions: int = 1  # output pixels of a conv
-    kernel: int = 1  # kh * kw of a conv
+    kernel: tuple[int, int] = (1, 1)  # (kh, kw) of a conv
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +65,8 @@ class ModelSpec:
     loss: Callable
     plain_loss: Callable
     torch_model: Callable[[], Any]
+    # More hand-derived jaxnets variants to time: contender name -> loss.
+    variants: dict[str, Callable] = dataclasses.field(default_factory=dict)
 
     def train_flops(self, batch: int) -> float:
         """Multiply-adds x 2 of one training step: forward, weight gradient, input gradient
@@ -70,7 +74,8 @@ class ModelSpec:
         pooling, softmax, Adam) is not counted."""
         total = 0.0
         for i, layer in enumerate(self.layers):
-            forward = 2.0 * batch * layer.positions * layer.kernel * layer.n_in * layer.n_out
+            kh, kw = layer.kernel
+            forward = 2.0 * batch * layer.positions * kh * kw * layer.n_in * layer.n_out
             total += forward * (2 if i == 0 else 3)
         return total
 
@@ -107,22 +112,42 @@ def _torch_fashion():
     )
 
 
+def three_layer_loss(params: Any, x: Array, y: Array, key: Array | None = None) -> Array:
+    """`three_layer_convnet_loss` (reg 0) with its conv - relu - pool as the fused sandwich
+    `conv.conv2d_relu_pool`: the same parameters, function and gradients, fewer passes."""
+    h = conv.conv2d_relu_pool(x, params["conv"], padding="same", pool=2)
+    h = core.relu(core.affine(h, params["fc1"]))
+    return losses.softmax_cross_entropy(core.affine(h, params["fc2"]), y)
+
+
+def three_layer_plain_loss(params: Any, x: Array, y: Array, key: Array | None = None) -> Array:
+    """`three_layer_loss` from the plain forwards, for `jax.grad` to differentiate."""
+    h = conv.conv2d_relu_pool_forward(x, params["conv"], padding="same", pool=2)[0]
+    h = core.relu_forward(core.affine_forward(h, params["fc1"])[0])[0]
+    scores = core.affine_forward(h, params["fc2"])[0]
+    return losses.softmax_cross_entropy_forward(scores, y)[0]
+
+
+JAX_MODULE = "jaxnets (hand-derived, separate conv/relu/pool layers)"
+
 MODELS: dict[str, ModelSpec] = {
     "three_layer_convnet": ModelSpec(
         "three_layer_convnet",
         (32, 32, 3),
-        (Layer(3, 32, 32 * 32, 49), Layer(32 * 16 * 16, 100), Layer(100, 10)),
+        (Layer(3, 32, 32 * 32, (7, 7)), Layer(32 * 16 * 16, 100), Layer(100, 10)),
         lambda key: three_layer.init_three_layer_convnet(key, weight_scale=1e-2),
-        lambda p, x, y, key: three_layer.three_layer_convnet_loss(p, x, y),
-        lambda p, x, y, key: three_layer.three_layer_convnet_plain_loss(p, x, y),
+        three_layer_loss,
+        three_layer_plain_loss,
         _torch_three_layer,
+        # The model module's own loss: conv2d, relu and max_pool as three manual_vjp layers.
+        {JAX_MODULE: lambda p, x, y, key: three_layer.three_layer_convnet_loss(p, x, y)},
     ),
     "fashion_cnn": ModelSpec(
         "fashion_cnn",
         (28, 28, 1),
         (
-            Layer(1, 32, 28 * 28, 9),
-            Layer(32, 64, 14 * 14, 9),
+            Layer(1, 32, 28 * 28, (3, 3)),
+            Layer(32, 64, 14 * 14, (3, 3)),
             Layer(64 * 7 * 7, 128),
             Layer(128, 10),
         ),
@@ -162,10 +187,25 @@ def jax_runner(spec: ModelSpec, loss: Callable, batch: int, seed: int = 0) -> Ru
     return run
 
 
-def torch_runner(spec: ModelSpec, batch: int, compiled: bool = False, seed: int = 0) -> Runner:
-    """PyTorch's Adam step on one fixed synthetic NCHW batch (train mode: dropout on)."""
+_TORCH_THREADS: list[int] = []  # PyTorch's default intra-op thread count, read once
+
+
+def torch_default_threads() -> int:
     import torch
 
+    if not _TORCH_THREADS:
+        _TORCH_THREADS.append(torch.get_num_threads())
+    return _TORCH_THREADS[0]
+
+
+def torch_runner(
+    spec: ModelSpec, batch: int, compiled: bool = False, threads: int | None = None, seed: int = 0
+) -> Runner:
+    """PyTorch's Adam step on one fixed synthetic NCHW batch (train mode: dropout on), with
+    `threads` intra-op threads (None: PyTorch's default, one per core)."""
+    import torch
+
+    threads = threads or torch_default_threads()
     torch.manual_seed(seed)
     model = spec.torch_model().train()
     optimizer = torch.optim.Adam(model.parameters(), lr=LEARNING_RATE)
@@ -174,6 +214,7 @@ def torch_runner(spec: ModelSpec, batch: int, compiled: bool = False, seed: int 
     x, y = torch.randn(batch, c, h, w), torch.randint(0, 10, (batch,))
 
     def run(k: int) -> None:
+        torch.set_num_threads(threads)  # the setting is global: set it for each contender
         for _ in range(k):
             optimizer.zero_grad(set_to_none=True)
             loss = torch.nn.functional.cross_entropy(forward(x), y)
@@ -241,7 +282,14 @@ def matmul_gflops(repeats: int, size: int = MATMUL_SIZE, with_torch: bool = True
         import torch
 
         ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-        runners["torch"] = lambda k: [torch.mm(ta, tb) for _ in range(k)] and None
+        threads = torch_default_threads()
+
+        def torch_mm(k: int) -> None:
+            torch.set_num_threads(threads)
+            for _ in range(k):
+                torch.mm(ta, tb)
+
+        runners["torch"] = torch_mm
     for run in runners.values():
         run(1)
     times = time_interleaved(runners, 2, repeats)
@@ -296,19 +344,24 @@ JAX_HAND = "jaxnets (hand-derived)"
 JAX_GRAD = "jaxnets (jax.grad)"
 JAX_LAX = "jaxnets (hand-derived, lax conv)"
 TORCH_EAGER = "PyTorch eager"
+TORCH_EAGER_1 = "PyTorch eager, 1 thread"
 TORCH_COMPILE = "PyTorch torch.compile"
 
 
 @dataclasses.dataclass
 class Settings:
     batch_size: int = 128
-    steps: int = 3  # training steps per contender per round
-    repeats: int = 5  # rounds
+    steps: int = 2  # training steps per contender per round
+    repeats: int = 8  # rounds
     models: tuple[str, ...] = tuple(MODELS)
     torch_compile: bool = True
-    compile_timeout: float = 120.0
-    lax_variant: bool = True
+    compile_timeout: float = 90.0
+    jax_variants: bool = True  # also time the lax-kernel step and each model's `variants`
+    # On a loaded machine PyTorch's default one-thread-per-core can be much slower than one
+    # thread; timing both shows how much of a ratio is due to that.
+    torch_one_thread: bool = True
     naive_conv: bool = True
+    matmul_size: int = MATMUL_SIZE
 
 
 def bench_model(
@@ -335,7 +388,9 @@ def bench_model(
 
     add(JAX_HAND, lambda: jax_runner(spec, spec.loss, batch))
     add(JAX_GRAD, lambda: jax_runner(spec, spec.plain_loss, batch))
-    if settings.lax_variant:
+    if settings.jax_variants:
+        for name, loss in spec.variants.items():
+            add(name, lambda loss=loss: jax_runner(spec, loss, batch))
 
         def lax_variant() -> Runner:
             run = jax_runner(spec, spec.loss, batch)
@@ -347,6 +402,8 @@ def bench_model(
     has_torch = torch_available()
     if has_torch:
         add(TORCH_EAGER, lambda: torch_runner(spec, batch))
+        if settings.torch_one_thread and (os.cpu_count() or 1) > 1:
+            add(TORCH_EAGER_1, lambda: torch_runner(spec, batch, threads=1))
         if settings.torch_compile:
             add(
                 TORCH_COMPILE,
@@ -381,8 +438,15 @@ def bench_model(
         "batch_size": batch,
         "input_shape_hwc": list(spec.input_hwc),
         "train_gflop_per_step": flops / 1e9,
+        # The conv kernel impl="auto" picked for each conv layer on this backend.
+        "conv_kernels": [
+            conv.default_impl(layer.n_in, layer.kernel[1])
+            for layer in spec.layers
+            if layer.kernel != (1, 1)
+        ],
         "contenders": contenders,
         "ratio_vs_torch_eager": ratio(JAX_HAND, TORCH_EAGER),
+        "ratio_vs_torch_eager_1_thread": ratio(JAX_HAND, TORCH_EAGER_1),
         "ratio_vs_torch_compile": ratio(JAX_HAND, TORCH_COMPILE),
         # > 1 means the hand-derived step is slower; the goal is <= 1.1.
         "hand_derived_time_vs_jax_grad": ratio(JAX_GRAD, JAX_HAND),
@@ -398,7 +462,6 @@ def machine_info() -> dict:
         "cpu_count": os.cpu_count(),
         "jax": jax.__version__,
         "jax_backend": jax.default_backend(),
-        "conv_kernel": conv.default_impl(),
     }
     if torch_available():
         import torch
@@ -428,7 +491,7 @@ def run_benchmark(settings: Settings, log: Callable[[str], None] = print) -> dic
     if not torch_available():
         log("PyTorch is not installed: timing jaxnets only (pip install 'jaxnets[torch]')")
     log("timing the float32 matmul")
-    matmul = matmul_gflops(settings.repeats, with_torch=torch_available())
+    matmul = matmul_gflops(settings.repeats, settings.matmul_size, torch_available())
     result["matmul"] = matmul
     result["models"] = {
         name: bench_model(MODELS[name], settings, matmul, log) for name in settings.models

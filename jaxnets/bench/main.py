@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", type=pathlib.Path, help="write every figure to this JSON file")
     parser.add_argument(
+        "--matmul-size", type=int, default=defaults.matmul_size, help="n of the n x n matmul"
+    )
+    parser.add_argument(
         "--no-torch-compile", action="store_true", help="skip torch.compile (slow to compile)"
     )
     parser.add_argument(
@@ -39,7 +42,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds allowed for torch.compile's first step before it is skipped",
     )
     parser.add_argument(
-        "--no-lax-variant", action="store_true", help="skip the step with the lax conv kernel"
+        "--no-variants",
+        action="store_true",
+        help="time only the headline jaxnets steps (skip the lax-kernel and separate-layer ones)",
+    )
+    parser.add_argument(
+        "--no-torch-one-thread",
+        action="store_true",
+        help="skip PyTorch eager with one thread (shown because a loaded machine slows PyTorch's "
+        "default one-thread-per-core far more)",
     )
     parser.add_argument(
         "--no-naive-conv", action="store_true", help="skip the naive loop conv timing"
@@ -56,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
     from jaxnets.bench.cnn import Settings, run_benchmark
 
-    for name in ("batch_size", "steps", "repeats"):
+    for name in ("batch_size", "steps", "repeats", "matmul_size"):
         _positive("--" + name.replace("_", "-"), getattr(args, name))
     console = Console(width=max(120, Console().width))
     settings = Settings(
@@ -66,8 +77,10 @@ def run(args: argparse.Namespace) -> int:
         models=tuple(args.models),
         torch_compile=not args.no_torch_compile,
         compile_timeout=args.compile_timeout,
-        lax_variant=not args.no_lax_variant,
+        jax_variants=not args.no_variants,
+        torch_one_thread=not args.no_torch_one_thread,
         naive_conv=not args.no_naive_conv,
+        matmul_size=args.matmul_size,
     )
     result = run_benchmark(settings, log=lambda m: console.print(f"[dim]{m}[/dim]"))
     print_report(result, console)
@@ -90,8 +103,8 @@ def print_report(result: dict, console=None) -> None:
     mm = result["matmul"]
     machine = result["machine"]
     console.print(
-        f"{machine['cpu_count']} CPUs, jax {machine['jax']} ({machine['jax_backend']}, conv kernel "
-        f"{machine['conv_kernel']!r}), torch {machine.get('torch', 'absent')}; load average "
+        f"{machine['cpu_count']} CPUs, jax {machine['jax']} ({machine['jax_backend']}), "
+        f"torch {machine.get('torch', 'absent')}; load average "
         f"{result['load_average_start']} -> {result['load_average_end']}"
     )
     console.print(
@@ -101,7 +114,8 @@ def print_report(result: dict, console=None) -> None:
     for name, model in result["models"].items():
         table = Table(
             title=f"{name}, batch {model['batch_size']}, "
-            f"{model['train_gflop_per_step']:.2f} GFLOP per training step"
+            f"{model['train_gflop_per_step']:.2f} GFLOP per training step, conv kernels "
+            f"{', '.join(model['conv_kernels'])}"
         )
         for column in ("contender", "img/s", "best img/s", "ms/step", "GFLOP/s", "of matmul"):
             table.add_column(column, justify="left" if column == "contender" else "right")
@@ -121,7 +135,9 @@ def print_report(result: dict, console=None) -> None:
         console.print(table)
         console.print(
             f"  jaxnets / PyTorch eager: {_fmt(model['ratio_vs_torch_eager'], '.2f', 'x')}"
-            f" (goal >= 1.5x); / torch.compile: {_fmt(model['ratio_vs_torch_compile'], '.2f', 'x')}"
+            f" (goal >= 1.5x); / PyTorch eager 1 thread: "
+            f"{_fmt(model['ratio_vs_torch_eager_1_thread'], '.2f', 'x')}"
+            f"; / torch.compile: {_fmt(model['ratio_vs_torch_compile'], '.2f', 'x')}"
             f"; hand-derived step time / jax.grad step time: "
             f"{_fmt(model['hand_derived_time_vs_jax_grad'], '.2f')} (goal <= 1.1)"
             f"; matmul conv kernel vs lax kernel: "

@@ -52,14 +52,25 @@ def edges_per_node(dataset: GraphDataset) -> float:
     return float(np.max(dataset.n_edge[nonempty] / dataset.n_node[nonempty]))
 
 
-def budget_for(num_nodes: int, batch_size: int, ratio: float, *, min_nodes: int = 64) -> Budget:
+def round_up_to(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def budget_for(
+    num_nodes: int, batch_size: int, ratio: float, *, min_nodes: int = 64, multiple_of: int = 1
+) -> Budget:
     """The budget for a batch of at most `batch_size` graphs and `num_nodes` real nodes.
 
     One node is always left for the padding graph (jraph needs it); edges get `ratio` times the
-    node budget, which holds every batch whose nodes fit.
+    node budget, which holds every batch whose nodes fit. `multiple_of`: every count rounded up
+    to a multiple of it (the device count, so the batch splits evenly over a data mesh).
     """
-    n_node = max(min_nodes, round_up_budget(num_nodes + 1))
-    return Budget(n_node, math.ceil(ratio * n_node), batch_size + 1)
+    n_node = round_up_to(max(min_nodes, round_up_budget(num_nodes + 1)), multiple_of)
+    return Budget(
+        n_node,
+        round_up_to(math.ceil(ratio * n_node), multiple_of),
+        round_up_to(batch_size + 1, multiple_of),
+    )
 
 
 def pad_to_budget(graph: jraph.GraphsTuple, budget: Budget) -> jraph.GraphsTuple:
@@ -83,10 +94,12 @@ def iterate_batches(
     rng: np.random.Generator | None = None,
     ratio: float | None = None,
     min_nodes: int = 64,
+    multiple_of: int = 1,
 ) -> Iterator[tuple[jraph.GraphsTuple, Budget]]:
     """Padded batches of the graphs `indices` (shuffled when `rng` is given), in order.
 
-    Each yields (padded GraphsTuple with the labels in `globals`, its Budget).
+    Each yields (padded GraphsTuple with the labels in `globals`, its Budget); `multiple_of` is
+    `budget_for`'s.
     """
     indices = np.asarray(indices)
     if rng is not None:
@@ -95,7 +108,9 @@ def iterate_batches(
     for start in range(0, len(indices), batch_size):
         chunk = indices[start : start + batch_size]
         graph = dataset.batch(chunk)
-        budget = budget_for(int(graph.n_node.sum()), batch_size, ratio, min_nodes=min_nodes)
+        budget = budget_for(
+            int(graph.n_node.sum()), batch_size, ratio, min_nodes=min_nodes, multiple_of=multiple_of
+        )
         yield pad_to_budget(graph, budget), budget
 
 

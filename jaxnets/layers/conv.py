@@ -1,15 +1,20 @@
 """2-D convolution (cross-correlation) in NHWC with HWIO kernels, each with a hand-derived backward.
 
 Two versions of the same layer:
-- `conv2d`: the fast one, with two kernels chosen per backend (`impl="auto"`):
+- `conv2d`: the fast one, with its kernel chosen per backend and geometry (`impl="auto"`, see
+  `default_impl`):
   - "lax": forward and backward are each a `lax.conv_general_dilated` call, so XLA runs them as
     real convolutions (GPUs, TPUs);
   - "matmul": im2col, i.e. the patches gathered by strided slices and one large matrix product
     (with a tile of output columns per row when there are few input channels); backward as two
-    more matrix products and the col2im adjoint. On CPU, where XLA's convolution is slow.
-  Both backwards are derived below, not left to autodiff.
+    more matrix products and the col2im adjoint. On CPU for layers with few input channels,
+    where XLA's convolution is slow;
+  - "mixed": lax forward and input gradient, the weight gradient as an im2col matrix product.
+    On CPU for the other layers.
+  Every backward is derived below, not left to autodiff.
 - `conv2d_naive`: the teaching reference, explicit Python loops over output positions (forward)
   and kernel positions (backward) with small jnp ops inside. Slow; for small inputs and tests.
+- `conv2d_relu_pool`: course B's conv - relu - max pool sandwich, relu and pool fused.
 
 Geometry (course B): padding "same" = ((kh-1)//2, (kw-1)//2), "valid" = 0, an int, or (ph, pw),
 always symmetric zeros; stride an int or (sh, sw); out = (in + 2p - k)//s + 1.
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import numbers
 from collections.abc import Iterator
 from typing import Any
@@ -142,28 +148,32 @@ def window_positions(win: Window):
 
 
 # ----------------------------------------------------------------------------- fast conv
-IMPLS = ("auto", "lax", "matmul")
-
+IMPLS = ("auto", "lax", "matmul", "mixed")
 
 _forced_impl: str | None = None  # set by `forced_impl`
 
 
-def default_impl() -> str:
-    """The convolution kernel `impl="auto"` picks: "matmul" on CPU, "lax" on GPUs and TPUs.
+def default_impl(c_in: int, kernel_w: int) -> str:
+    """The kernel `impl="auto"` picks for a layer with c_in input channels and kernel width kw.
 
-    XLA's CPU convolution runs at a small fraction of its matmul speed, so on CPU the layer is
-    rewritten as one large matrix product; accelerators keep their native convolutions.
+    GPUs and TPUs: "lax", their native convolutions. CPU: XLA's convolution is slow when a
+    kernel row holds few input values (7x7x3 at a fraction of matmul speed), and its weight
+    gradient (a convolution with an image-sized window) is slow for every layer measured, so:
+    "matmul" when kw * c_in < 32, else "mixed" (lax forward and input gradient, im2col matmul
+    weight gradient). See benchmarks/README.md for the measurements.
     """
     if _forced_impl is not None:
         return _forced_impl
-    return "matmul" if jax.default_backend() == "cpu" else "lax"
+    if jax.default_backend() != "cpu":
+        return "lax"
+    return "matmul" if kernel_w * c_in < 32 else "mixed"
 
 
 @contextlib.contextmanager
 def forced_impl(impl: str) -> Iterator[None]:
-    """Within the block, `impl="auto"` means `impl` ("lax" or "matmul"), e.g. to time a model
-    built on `conv2d` with the other kernel. The kernel is chosen when a function is traced, so
-    trace (first call a fresh `jax.jit`) inside the block."""
+    """Within the block, `impl="auto"` means `impl` ("lax", "matmul" or "mixed"), e.g. to time a
+    model built on `conv2d` with another kernel. The kernel is chosen when a function is traced,
+    so trace (first call a fresh `jax.jit`) inside the block."""
     global _forced_impl
     check_choice("conv2d", "impl", impl, IMPLS[1:])
     previous, _forced_impl = _forced_impl, impl
@@ -185,24 +195,25 @@ def conv2d_forward(
     """out[n,i,j,f] = sum_{a,b,c} xp[n, sh*i + a, sw*j + b, c] * w[a,b,c,f] + b[f], xp = padded x.
 
     x (N, H, W, C_in), params {"w": (kh, kw, C_in, C_out), "b": (C_out,)}; out (N, Ho, Wo, C_out).
-    `impl` picks the kernel: "lax" (`lax.conv_general_dilated`), "matmul" (im2col and one matrix
-    product, see `MatmulPlan`) or "auto" (`default_impl()`). `tile_width` overrides the matmul
-    kernel's choice of output columns per patch row (1 = plain im2col). Both kernels compute the
-    same function and have hand-derived backwards; `conv2d_backward` serves either cache.
+    `impl` picks the kernel: "lax" (`lax.conv_general_dilated` forward and backward), "matmul"
+    (im2col and one matrix product, see `MatmulPlan`), "mixed" (lax forward and input gradient,
+    matmul weight gradient) or "auto" (`default_impl`). `tile_width` overrides the matmul
+    kernel's choice of output columns per patch row (1 = plain im2col). All compute the same
+    function and have hand-derived backwards; `conv2d_backward` serves every kernel's cache.
     """
     win = _conv_window("conv2d", x, params, stride, padding)
     check_choice("conv2d", "impl", impl, IMPLS)
     if impl == "auto":
-        impl = default_impl()
-    if impl == "lax":
-        if tile_width is not None:
-            raise ValueError("conv2d: tile_width applies only to impl='matmul'")
-        return _lax_forward(x, params, win)
-    return _matmul_forward(x, params, win, tile_width)
+        impl = default_impl(x.shape[3], win.size[1])
+    if impl == "matmul":
+        return _matmul_forward(x, params, win, tile_width)
+    if tile_width is not None:
+        raise ValueError("conv2d: tile_width applies only to impl='matmul'")
+    return _lax_forward(x, params, LaxPlan(win, impl == "mixed"))
 
 
 def conv2d_backward(dout: Array, cache: tuple) -> tuple[Array, Params]:
-    """(dx, {"w": dw, "b": db}) for either kernel's cache."""
+    """(dx, {"w": dw, "b": db}) for any kernel's cache."""
     if isinstance(cache[-1], MatmulPlan):
         return _matmul_backward(dout, cache)
     return _lax_backward(dout, cache)
@@ -215,13 +226,22 @@ conv2d = manual_vjp(conv2d_forward, conv2d_backward)
 _DIMS = ("NHWC", "HWIO", "NHWC")
 
 
-def _lax_forward(x: Array, params: Params, win: Window) -> tuple[Array, tuple]:
-    w, b = params["w"], params["b"]
+@jax.tree_util.register_static
+@dataclasses.dataclass(frozen=True)
+class LaxPlan:
+    """The lax kernel's static cache entry."""
+
+    win: Window
+    dw_by_matmul: bool  # "mixed": the weight gradient as an im2col matrix product
+
+
+def _lax_forward(x: Array, params: Params, plan: LaxPlan) -> tuple[Array, tuple]:
+    w, b, win = params["w"], params["b"], plan.win
     dtype = jnp.result_type(x, w, b)  # mixed precision: compute in the wider type
     out = lax.conv_general_dilated(
         x.astype(dtype), w.astype(dtype), win.stride, win.lax_padding, dimension_numbers=_DIMS
     )
-    return out + b.astype(dtype), (x, w, b, win)
+    return out + b.astype(dtype), (x, w, b, plan)
 
 
 # Derivation of the backward. Write xp for the zero-padded input (Hp = H + 2p rows), s for the
@@ -248,8 +268,13 @@ def _lax_forward(x: Array, params: Params, win: Window) -> tuple[Array, tuple]:
 #   rows: the last r rows of xp are never read, so their gradient is zero: pad r more at the
 #   bottom. Finally dx drops the p padding rows on each side, so the padding is k-1-p on top and
 #   k-1-p+r at the bottom (negative when p > k-1: XLA then crops).
+#
+# "mixed" computes dw as the matmul kernel does with one column per tile (plain im2col): with
+# P[(n,i,j), (a,b,c)] = xp[n, s_h i + a, s_w j + b, c], the sum above is dw = P^T dout, read as
+# HWIO. XLA's CPU convolution handles the image-sized window of the dw correlation poorly.
 def _lax_backward(dout: Array, cache: tuple) -> tuple[Array, Params]:
-    x, w, b, win = cache
+    x, w, b, plan = cache
+    win = plan.win
     (kh, kw), (ph, pw), (rh, rw) = win.size, win.padding, win.unread
     dtype = dout.dtype
     dx = lax.conv_general_dilated(
@@ -260,14 +285,19 @@ def _lax_backward(dout: Array, cache: tuple) -> tuple[Array, Params]:
         lhs_dilation=win.stride,
         dimension_numbers=("NHWC", "HWOI", "NHWC"),
     )
-    dw = lax.conv_general_dilated(
-        x.astype(dtype),
-        dout,
-        window_strides=(1, 1),
-        padding=[(ph, ph - rh), (pw, pw - rw)],
-        rhs_dilation=win.stride,
-        dimension_numbers=("CHWN", "IHWO", "HWNC"),
-    )
+    if plan.dw_by_matmul:
+        c, f = w.shape[2], w.shape[3]
+        patches = _patches(x.astype(dtype), MatmulPlan(win, (c, f), 1, (x.dtype, w.dtype, b.dtype)))
+        dw = (patches.T @ dout.reshape(-1, f)).reshape(w.shape)
+    else:
+        dw = lax.conv_general_dilated(
+            x.astype(dtype),
+            dout,
+            window_strides=(1, 1),
+            padding=[(ph, ph - rh), (pw, pw - rw)],
+            rhs_dilation=win.stride,
+            dimension_numbers=("CHWN", "IHWO", "HWNC"),
+        )
     db = dout.sum(axis=(0, 1, 2))
     return dx.astype(x.dtype), {"w": dw.astype(w.dtype), "b": db.astype(b.dtype)}
 
@@ -284,9 +314,9 @@ def _lax_backward(dout: Array, cache: tuple) -> tuple[Array, Params]:
 # patch row is short (7x7x3 = 147 floats gathered in runs of 3), building P dominates and P is
 # kh*kw = 49 times the input. A tile of t > 1 output columns shares one input span of U columns:
 # P shrinks to kh*U/t times the input and is gathered in runs of U*C_in, for U/kw times the
-# FLOPs (T is block-banded). `matmul_tile_width` picks t. On a 2-core AVX-512 CPU this runs the
-# course's 7x7x3 -> 32 convolution 1.4-2x faster than `lax.conv_general_dilated` forward and
-# backward (benchmarks/README.md).
+# FLOPs (T is block-banded). `matmul_tile_width` picks t. On a 2-core AVX-512 CPU this makes
+# the course's 7x7x3 -> 32 convolution (forward and weight gradient) 1.4-2x faster than
+# `lax.conv_general_dilated` (benchmarks/README.md).
 @jax.tree_util.register_static
 @dataclasses.dataclass(frozen=True)
 class MatmulPlan:
@@ -336,22 +366,40 @@ def matmul_tile_width(c_in: int, kernel_w: int, stride_w: int, out_w: int) -> in
 
 
 def _patches(x: Array, plan: MatmulPlan) -> Array:
-    """x (N, H, W, C) -> P (N*Ho*tiles, kh*U*C): one strided slice per (a, u), concatenated."""
+    """x (N, H, W, C) -> P (N*Ho*tiles, kh*U*C): P[(n,i,j), (a,u,c)] = xp[n, sh*i+a, step*j+u, c].
+
+    XLA's CPU concatenate does not fuse the slices feeding it (each is written out, then copied):
+    the layout of the gather below is what was measured fastest, not the only possible one.
+    """
     win = plan.win
     (ph, pw), (sh, _), (ho, _), (kh, _) = win.padding, win.stride, win.out_hw, win.size
     n, c, nt, step = x.shape[0], x.shape[3], plan.tiles, plan.step
     xp = jnp.pad(x, ((0, 0), (ph, ph), (pw, pw + plan.extra), (0, 0)))
-    taps = [
-        lax.slice(
-            xp,
-            (0, a, u, 0),
-            (n, a + sh * (ho - 1) + 1, u + step * (nt - 1) + 1, c),
-            (1, sh, step, 1),
-        )
-        for a in range(kh)
+    if c >= 8:
+        # One strided slice per (a, u), concatenated along C: (a, u, c) is T's K order.
+        taps = [
+            lax.slice(
+                xp,
+                (0, a, u, 0),
+                (n, a + sh * (ho - 1) + 1, u + step * (nt - 1) + 1, c),
+                (1, sh, step, 1),
+            )
+            for a in range(kh)
+            for u in range(plan.span)
+        ]
+        return jnp.concatenate(taps, axis=3).reshape(n * ho * nt, kh * plan.span * c)
+    # Few channels: a slice holds runs of only C values, so first gather the U columns of every
+    # tile (runs of U*C after the first concat), then the kh rows: measured 1.3-2x faster.
+    hp = xp.shape[1]
+    cols = [
+        lax.slice(xp, (0, 0, u, 0), (n, hp, u + step * (nt - 1) + 1, c), (1, 1, step, 1))
         for u in range(plan.span)
     ]
-    # Concatenating along C keeps (a, u, c) contiguous per row: the K order of T below.
+    rows = jnp.concatenate(cols, axis=3)  # (N, Hp, tiles, U*C)
+    taps = [
+        lax.slice(rows, (0, a, 0, 0), (n, a + sh * (ho - 1) + 1, nt, rows.shape[3]), (1, sh, 1, 1))
+        for a in range(kh)
+    ]
     return jnp.concatenate(taps, axis=3).reshape(n * ho * nt, kh * plan.span * c)
 
 
@@ -503,3 +551,84 @@ def conv2d_naive_backward(dout: Array, cache: tuple) -> tuple[Array, Params]:
 
 
 conv2d_naive = manual_vjp(conv2d_naive_forward, conv2d_naive_backward)
+
+
+# ----------------------------------------------------------------------------- conv-relu-pool
+# Course B's conv - relu - max pool "sandwich" with the relu and a non-overlapping k x k max pool
+# fused: one pass over the convolution's output forward (the k*k window taps are strided slices,
+# their max an elementwise chain) and one backward, where separate layers take four or five.
+# relu(max(window)) = max(relu(window)), and the gradient reaches the first maximum of a window
+# (row-major order, as `max_pool`) only when that maximum is > 0 (relu's gradient is 0 at x <= 0,
+# the course's convention), so the sandwich's gradients equal those of the separate layers.
+def _pool_taps(a: Array, k: int) -> list[Array]:
+    """The k*k taps of the k x k windows tiling a, in row-major window order, (N, H//k, W//k, C)."""
+    n, h, w, c = a.shape
+    ho, wo = h // k, w // k
+    return [
+        lax.slice(
+            a, (0, di, dj, 0), (n, di + k * (ho - 1) + 1, dj + k * (wo - 1) + 1, c), (1, k, k, 1)
+        )
+        for di in range(k)
+        for dj in range(k)
+    ]
+
+
+def conv2d_relu_pool_forward(
+    x: Array,
+    params: Params,
+    *,
+    stride: Pair = 1,
+    padding: Padding = 0,
+    pool: int = 2,
+    impl: str = "auto",
+    tile_width: int | None = None,
+) -> tuple[Array, tuple]:
+    """max_pool(relu(conv2d(x, params, ...)), window=pool, stride=pool), fused.
+
+    The conv arguments are `conv2d_forward`'s; the pool windows tile the conv output (rows and
+    columns past a multiple of `pool` are dropped, as `max_pool` does). Returns (out, cache).
+    """
+    if isinstance(pool, bool) or not isinstance(pool, numbers.Integral) or pool < 1:
+        raise ValueError(f"conv2d_relu_pool: pool must be a positive int, got {pool!r}")
+    a, conv_cache = conv2d_forward(
+        x, params, stride=stride, padding=padding, impl=impl, tile_width=tile_width
+    )
+    if a.shape[1] < pool or a.shape[2] < pool:
+        raise ValueError(
+            f"conv2d_relu_pool: the {pool}x{pool} pool is larger than the conv output "
+            f"{a.shape[1]}x{a.shape[2]}"
+        )
+    taps = _pool_taps(a, pool)
+    top = functools.reduce(jnp.maximum, taps)
+    # Which tap gets the gradient: the first that equals the max, or none (k*k) if relu cuts it.
+    which = jnp.full(top.shape, pool * pool, jnp.int32)
+    for t in reversed(range(pool * pool)):
+        which = jnp.where(taps[t] == top, t, which)
+    which = jnp.where(top > 0, which, pool * pool).astype(
+        jnp.int8 if pool * pool < 127 else jnp.int32
+    )
+    geometry = Window((pool, pool), (pool, pool), (0, 0), (a.shape[1], a.shape[2]))
+    return jnp.maximum(top, 0), (conv_cache, which, geometry)
+
+
+def conv2d_relu_pool_backward(dout: Array, cache: tuple) -> tuple[Array, Params]:
+    # da at tap t = (di, dj) of window (i, j) is dout[i, j] if t is the window's recorded tap,
+    # else 0: each tap's (N, Ho, Wo, C) gradient is spread to rows k*i + di, columns k*j + dj by
+    # lax.pad (interior padding k - 1), which also zero-fills rows / columns no window reached.
+    # (Written with a broadcast to (N, Ho, k, Wo, k, C) instead, XLA fused dout's producer into
+    # it and computed every dout entry k*k times.)
+    conv_cache, which, geometry = cache
+    (k, _), (h, w) = geometry.size, geometry.in_hw
+    _, ho, wo, _ = dout.shape
+    zero = jnp.zeros((), dout.dtype)
+    da = 0
+    for di in range(k):
+        for dj in range(k):
+            rows = (di, h - di - k * (ho - 1) - 1, k - 1)
+            cols = (dj, w - dj - k * (wo - 1) - 1, k - 1)
+            g = jnp.where(which == di * k + dj, dout, zero)
+            da = da + lax.pad(g, zero, [(0, 0, 0), rows, cols, (0, 0, 0)])
+    return conv2d_backward(da, conv_cache)
+
+
+conv2d_relu_pool = manual_vjp(conv2d_relu_pool_forward, conv2d_relu_pool_backward)

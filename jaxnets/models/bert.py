@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import pathlib
 from collections.abc import Mapping
@@ -44,6 +45,11 @@ class BertConfig:
     positions: "sinusoidal" (fixed, the course's) or "learned" (BERT's, needed for HF weights).
     norm_first: pre-LN blocks (with a final layer norm) instead of the course's post-LN.
     embedding_norm: layer norm after the embeddings, as Hugging Face BERT.
+    scale_embeddings: token embeddings are stored at N(0, 1/E) and multiplied by sqrt(E), as in
+        "Attention is all you need": the same N(0, 1) start as torch's nn.Embedding (the
+        course's), but Adam's steps of ~lr are then sqrt(E) times larger relative to them.
+        Unscaled N(0, 1) embeddings barely move at lr 1e-3, and a briefly trained model then
+        hardly learns which words carry sentiment.
     """
 
     vocab_size: int
@@ -60,6 +66,7 @@ class BertConfig:
     layer_norm_eps: float = 1e-5
     embedding_norm: bool = False
     gelu_approximate: bool = False
+    scale_embeddings: bool = True
 
     def __post_init__(self) -> None:
         if self.positions not in ("sinusoidal", "learned"):
@@ -123,6 +130,7 @@ class BertConfig:
             layer_norm_eps=hf.get("layer_norm_eps", 1e-12),
             embedding_norm=True,
             gelu_approximate=act != "gelu",
+            scale_embeddings=False,
         )
 
 
@@ -230,9 +238,10 @@ class BertModel(nnx.Module):
 
     def __init__(self, config: BertConfig, *, rngs: nnx.Rngs):
         c = self.config = config
-        # N(0, 1) as torch's nn.Embedding (the course's); layer norm follows in every block.
+        # Effectively N(0, 1), as torch's nn.Embedding (the course's); see scale_embeddings.
+        std = 1 / math.sqrt(c.embed_dim) if c.scale_embeddings else 1.0
         self.token_embed = nnx.Embed(
-            c.embedding_rows, c.embed_dim, embedding_init=nnx.initializers.normal(1.0), rngs=rngs
+            c.embedding_rows, c.embed_dim, embedding_init=nnx.initializers.normal(std), rngs=rngs
         )
         self.pos_embed = (
             nnx.Embed(
@@ -279,6 +288,8 @@ class BertModel(nnx.Module):
                 f"BertModel: sequence length {t} exceeds max_len {self.config.max_len}"
             )
         x = self.token_embed(ids)
+        if self.config.scale_embeddings:
+            x = x * math.sqrt(self.config.embed_dim)
         if self.pos_embed is not None:
             x = x + self.pos_embed(jnp.arange(t))[None]
         else:
@@ -444,10 +455,16 @@ def load_hf_weights(model: BertModel | BertClassifier, state_dict: Mapping[str, 
     """
     bert = model.bert if isinstance(model, BertClassifier) else model
     c = bert.config
-    if c.positions != "learned" or not c.embedding_norm or c.mask_token_id is None:
+    if (
+        c.positions != "learned"
+        or not c.embedding_norm
+        or c.mask_token_id is None
+        or c.scale_embeddings
+    ):
         raise ValueError(
-            "load_hf_weights: the model must use learned positions, embedding_norm=True and the "
-            "tokenizer's mask_token_id; build it with BertConfig.from_hf(config.json)"
+            "load_hf_weights: the model must use learned positions, embedding_norm=True, "
+            "scale_embeddings=False and the tokenizer's mask_token_id; build it with "
+            "BertConfig.from_hf(config.json)"
         )
     sd = {k.removeprefix("bert."): np.asarray(v) for k, v in state_dict.items()}
     used: set[str] = set()

@@ -4,9 +4,10 @@
     conv 32 3x3 "same" - relu - 2x2 max pool - conv 64 3x3 "same" - relu - 2x2 max pool -
     affine 128 - relu - dropout (keep 0.5) - affine 10
 
-followed by softmax cross-entropy. `fashion_cnn_loss` runs the hand-derived backward of every
-layer (manual_vjp); `fashion_cnn_plain_loss` is the same function from the plain forwards, for
-`jax.grad` to differentiate by itself. Weights He-uniform, biases 0.
+followed by softmax cross-entropy. Each conv - relu - pool block is the fused sandwich
+`conv.conv2d_relu_pool` (one pass over the conv output each way). `fashion_cnn_loss` runs the
+hand-derived backward of every layer (manual_vjp); `fashion_cnn_plain_loss` is the same function
+from the plain forwards, for `jax.grad` to differentiate by itself. Weights He-uniform, biases 0.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxnets.init import he_uniform
-from jaxnets.layers import conv, core, dropout, losses, pool
+from jaxnets.layers import conv, core, dropout, losses
 
 Array = jax.Array
 Params = dict[str, dict[str, Array]]
@@ -57,8 +58,8 @@ def fashion_cnn_scores(
     keep_prob: float = KEEP_PROB,
 ) -> Array:
     """Logits through the manual_vjp layers; `key` drives dropout when `train`."""
-    h = pool.max_pool(core.relu(conv.conv2d(x, params["conv1"], padding="same")), window=2)
-    h = pool.max_pool(core.relu(conv.conv2d(h, params["conv2"], padding="same")), window=2)
+    h = conv.conv2d_relu_pool(x, params["conv1"], padding="same", pool=2)
+    h = conv.conv2d_relu_pool(h, params["conv2"], padding="same", pool=2)
     h = core.relu(core.affine(h, params["fc1"]))
     h = dropout.dropout(h, key, keep_prob=keep_prob, train=train)
     return core.affine(h, params["fc2"])
@@ -76,8 +77,7 @@ def fashion_cnn_plain_loss(
     """The same loss from the plain forwards (same kernels), for `jax.grad` to differentiate."""
     h = x
     for name in ("conv1", "conv2"):
-        h = conv.conv2d_forward(h, params[name], padding="same")[0]
-        h = pool.max_pool_forward(core.relu_forward(h)[0], window=2)[0]
+        h = conv.conv2d_relu_pool_forward(h, params[name], padding="same", pool=2)[0]
     h = core.relu_forward(core.affine_forward(h, params["fc1"])[0])[0]
     h = dropout.dropout_forward(h, key, keep_prob=KEEP_PROB, train=train)[0]
     scores = core.affine_forward(h, params["fc2"])[0]

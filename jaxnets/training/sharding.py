@@ -24,6 +24,12 @@ def data_mesh(devices: list[jax.Device] | None = None) -> Mesh:
     return Mesh(np.array(devices or jax.devices()), (DATA_AXIS,))
 
 
+def default_mesh() -> Mesh | None:
+    """The data mesh over all devices when there are several, else None (plain single-device
+    placement): what every trainer uses unless told otherwise."""
+    return data_mesh() if jax.device_count() > 1 else None
+
+
 def replicate(tree: Any, mesh: Mesh) -> Any:
     """Put every array of `tree` on every device of `mesh`."""
     return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))

@@ -48,7 +48,7 @@ from jaxnets.data.pipeline import pad_batch
 from jaxnets.training.checkpoints import Checkpoints
 from jaxnets.training.metrics import Mean, reduce_means
 from jaxnets.training.run_dir import RunDir
-from jaxnets.training.sharding import data_mesh, replicate, shard_batch
+from jaxnets.training.sharding import default_mesh, replicate, shard_batch
 
 Batch = dict[str, Any]
 LossFn = Callable[..., tuple[jax.Array, dict[str, Any]]]
@@ -146,7 +146,7 @@ class Trainer:
         self.best_epoch: int | None = None
         self.seconds = 0.0  # training + validation time over all sessions of this run
         self.resumed_meta: dict[str, Any] | None = None
-        self.mesh = mesh if mesh is not None else (data_mesh() if jax.device_count() > 1 else None)
+        self.mesh = mesh if mesh is not None else default_mesh()
         self._place()
 
     def _place(self) -> None:

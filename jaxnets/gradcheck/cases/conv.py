@@ -57,6 +57,7 @@ def _conv_case(name: str, pair: tuple, x_shape, kernel, **config) -> LayerCase:
 
 _fast = (conv.conv2d_forward, conv.conv2d_backward)
 _naive = (conv.conv2d_naive_forward, conv.conv2d_naive_backward)
+_sandwich = (conv.conv2d_relu_pool_forward, conv.conv2d_relu_pool_backward)
 _max = (pool.max_pool_forward, pool.max_pool_backward)
 _max_naive = (pool.max_pool_naive_forward, pool.max_pool_naive_backward)
 _avg = (pool.avg_pool_forward, pool.avg_pool_backward)
@@ -117,6 +118,15 @@ CASES = [
         impl="matmul",
         tile_width=2,
     ),
+    _conv_case(
+        "conv2d mixed kernel (lax forward and dx, matmul dw; stride 2, padding 1)",
+        _fast,
+        (2, 5, 5, 3),
+        (3, 3),
+        stride=2,
+        padding=1,
+        impl="mixed",
+    ),
     _conv_case("conv2d_naive (stride 2, pad 1)", _naive, (2, 5, 5, 3), (3, 3), stride=2, padding=1),
     _conv_case(
         "conv2d_naive (3x2 kernel, stride (2,3), unread rows)",
@@ -125,6 +135,17 @@ CASES = [
         (3, 2),
         stride=(2, 3),
         padding=(1, 0),
+    ),
+    # Random normal inputs: the conv outputs inside a pool window tie with probability 0, and
+    # central differences stay on one side of every relu kink and window maximum except with
+    # tiny probability (h = 1e-5 against gaps of order 1 / window count).
+    _conv_case(
+        "conv2d_relu_pool (3x3 same, 2x2 pool, odd sizes)",
+        _sandwich,
+        (2, 5, 7, 3),
+        (3, 3),
+        padding="same",
+        pool=2,
     ),
     _case("max_pool (2x2)", _max, _x, window=2),
     _case("max_pool (3x3, stride 2, pad 1)", _max, _x, **_overlap),

@@ -1,0 +1,15 @@
+"""CNN training speed, jaxnets against PyTorch: the same as `jaxnets bench cnn`.
+
+    python benchmarks/cnn.py [--batch-size 128] [--models ...] [--json FILE] [--help]
+
+See benchmarks/README.md for what is measured and the figures on the project's machine.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from jaxnets.bench.main import main
+
+if __name__ == "__main__":
+    sys.exit(main(["cnn", *sys.argv[1:]]))
