@@ -15,15 +15,21 @@ COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 def set_compute_dtype(model: nnx.Module, dtype: Any) -> nnx.Module:
-    """Set the compute dtype of every layer of `model` that has one; returns the model.
+    """Set the compute dtype of every layer of `model` that has one, except embedding tables;
+    returns the model.
 
-    Losses should take their logits in float32 (`classification_metrics` does).
+    Embeddings stay float32: a lookup does no arithmetic for bfloat16 to speed up, while its
+    gradient is a scatter-add into the table, which in bfloat16 made a BERT training step 5x
+    slower on an H100 (80 ms against 15) and rounds rows that many tokens update. Losses should
+    take their logits in float32 (`classification_metrics` does).
     """
     if isinstance(dtype, str):
         if dtype not in COMPUTE_DTYPES:
             raise ValueError(f"unknown compute dtype {dtype!r}; use one of {list(COMPUTE_DTYPES)}")
         dtype = COMPUTE_DTYPES[dtype]
     for _, node in nnx.iter_graph(model):
+        if isinstance(node, nnx.Embed):
+            continue
         if isinstance(node, nnx.Module) and hasattr(node, "dtype") and hasattr(node, "param_dtype"):
             node.dtype = dtype
     return model
