@@ -101,7 +101,7 @@ def test_gcn_sharded_over_8_devices_matches_one_device(tmp_path, dataset):
     if not (SHARED_DATA / folder).is_dir():
         pytest.skip(f"needs {SHARED_DATA / folder}")
     argv = ["train", "gcn", "--dataset", dataset, "--data-dir", str(SHARED_DATA)]
-    argv += ["--epochs", "4", "--dropout", "0", "--seeds", "1"]
+    argv += ["--epochs", "2", "--dropout", "0", "--seeds", "1"]
     argv += ["--no-batchnorm"] if dataset == "enzymes" else []
     _run(1, [*argv, "--out", str(tmp_path / "one")])
     _run(8, [*argv, "--out", str(tmp_path / "eight")])
