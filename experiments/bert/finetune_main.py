@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from experiments.bert.config import FINETUNE_PRESETS, get_finetune_config
+from jaxnets.training.precision import add_compute_dtype_argument
 
 _FIELDS = (
     "pretrained", "hf_checkpoint", "head", "freeze_encoder", "max_len", "truncation",
@@ -48,11 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--limit-eval", type=int, metavar="N", help="use N validation and N test reviews")
     add("--data-dir", help="folder with the IMDB archive (default: ../shared/data)")
     add("--source", choices=["auto", "files", "tfds"])
-    add(
-        "--compute-dtype",
-        choices=["float32", "bfloat16"],
-        help="bfloat16: mixed precision (bfloat16 compute, float32 parameters) for TPUs/GPUs",
-    )
+    add_compute_dtype_argument(parser)
     add("--seed", type=int)
     add("--baseline", action="store_true", help="also fit a TF-IDF bag-of-words baseline")
     add("--no-progress", action="store_true", help="no progress bar")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from experiments.bert.config import PRETRAIN_PRESETS, get_pretrain_config
+from jaxnets.training.precision import add_compute_dtype_argument
 
 _FIELDS = (
     "vocab_size", "vocab", "max_len", "embed_dim", "num_heads", "num_layers", "ff_dim", "dropout",
@@ -45,11 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data-dir",
         help="folder with imdb/, tinyshakespeare/, wikitext2/ (default: ../shared/data)",
     )
-    add(
-        "--compute-dtype",
-        choices=["float32", "bfloat16"],
-        help="bfloat16: mixed precision (bfloat16 compute, float32 parameters) for TPUs/GPUs",
-    )
+    add_compute_dtype_argument(parser)
     add("--seed", type=int)
     add("--no-progress", action="store_true", help="no progress bar")
 

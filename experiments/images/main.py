@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from experiments.images.config import DEFAULTS, ImageConfig, get_config
+from jaxnets.training.precision import add_compute_dtype_argument
 
 SCHEDULE_NAMES = ("constant", "cosine", "onecycle", "step")
 MODEL_NAMES = ("fashion_cnn", "lenet5", "resnet9", "three_layer")
@@ -80,12 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     add("--data-dir", help="where the dataset's files (or a prepared TFDS copy) are")
     add("--source", choices=("auto", "files", "tfds"), help="data source (default: auto)")
     add("--seed", type=int, help=f"default: {d.seed}")
-    add(
-        "--compute-dtype",
-        choices=("float32", "bfloat16"),
-        help="bfloat16: mixed precision (bfloat16 compute, float32 parameters) for TPUs/GPUs "
-        f"(default: {d.compute_dtype})",
-    )
+    add_compute_dtype_argument(parser, d.compute_dtype)
     add("--no-progress", action="store_true", help="no progress bar")
 
 

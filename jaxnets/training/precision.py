@@ -6,12 +6,13 @@ parameters themselves stay in `param_dtype`, so the optimizer updates float32 ma
 
 from __future__ import annotations
 
-from typing import Any
+import argparse
+from typing import TYPE_CHECKING, Any
 
-import jax.numpy as jnp
-from flax import nnx
+if TYPE_CHECKING:
+    from flax import nnx
 
-COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
 def set_compute_dtype(model: nnx.Module, dtype: Any) -> nnx.Module:
@@ -23,13 +24,27 @@ def set_compute_dtype(model: nnx.Module, dtype: Any) -> nnx.Module:
     slower on an H100 (80 ms against 15) and rounds rows that many tokens update. Losses should
     take their logits in float32 (`classification_metrics` does).
     """
+    # Imported here: the command-line parsers import this module for its flag alone.
+    import jax.numpy as jnp
+    from flax import nnx
+
     if isinstance(dtype, str):
         if dtype not in COMPUTE_DTYPES:
             raise ValueError(f"unknown compute dtype {dtype!r}; use one of {list(COMPUTE_DTYPES)}")
-        dtype = COMPUTE_DTYPES[dtype]
+        dtype = jnp.dtype(dtype)
     for _, node in nnx.iter_graph(model):
         if isinstance(node, nnx.Embed):
             continue
         if isinstance(node, nnx.Module) and hasattr(node, "dtype") and hasattr(node, "param_dtype"):
             node.dtype = dtype
     return model
+
+
+def add_compute_dtype_argument(parser: argparse.ArgumentParser, default: str = "float32") -> None:
+    """The `--compute-dtype` flag every training command shares."""
+    parser.add_argument(
+        "--compute-dtype",
+        choices=COMPUTE_DTYPES,
+        help="bfloat16: mixed precision (bfloat16 compute, float32 parameters) for TPUs/GPUs "
+        f"(default: {default})",
+    )
