@@ -58,7 +58,11 @@ CASES = {
     ),
     "04_bert.ipynb": (
         "imdb",
-        {"PRESET": "smoke", "PRETRAIN_EXTRA": [], "FINETUNE_EXTRA": []},
+        {
+            "PRESET": "smoke",
+            "PRETRAIN_EXTRA": ["--limit-documents", "500"],
+            "FINETUNE_EXTRA": ["--limit-train", "256", "--limit-eval", "128"],
+        },
     ),
     "05_gcn.ipynb": ("planetoid", {"DATASET": "cora", "DOWNLOAD": False, "SEEDS": 1, "EPOCHS": 5}),
 }
