@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import sys
 
-from jaxnets.bench.main import main
+from jaxnets import host_memory
 
 if __name__ == "__main__":
+    host_memory.reuse_freed_memory()  # as the `jaxnets` command does, before JAX starts
+    from jaxnets.bench.main import main
+
     sys.exit(main(["cnn", *sys.argv[1:]]))

@@ -11,6 +11,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from jaxnets import host_memory
+
 # `jaxnets train NAME`: name -> (module, one-line help).
 EXPERIMENTS: dict[str, tuple[str, str]] = {
     "iris": ("experiments.iris.main", "two-layer net on Iris, several (lr, hidden) settings"),
@@ -98,5 +100,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _run_module(module_name, f"jaxnets {args.command}", help_text, rest)
 
 
+def entry() -> int:
+    """The `jaxnets` console script: main() in a process whose malloc keeps freed memory for
+    reuse (`host_memory`), set before JAX or PyTorch start any thread."""
+    host_memory.reuse_freed_memory()
+    return main()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

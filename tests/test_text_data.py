@@ -133,6 +133,15 @@ def test_wordpiece_training_specials_and_batches(tmp_path):
     )
 
 
+def test_trained_ids_follow_a_fixed_order():
+    # The trainer numbers its initial alphabet in hash-map order; jaxnets renumbers, special
+    # tokens first, so the same vocabulary always gets the same ids.
+    vocab = WordPieceTokenizer.train(_texts(), vocab_size=200).tokenizer.get_vocab()
+    tokens = sorted(vocab, key=vocab.get)
+    assert tokens[: len(SPECIAL_TOKENS)] == list(SPECIAL_TOKENS)
+    assert tokens[len(SPECIAL_TOKENS) :] == sorted(tokens[len(SPECIAL_TOKENS) :])
+
+
 def test_user_vocab_txt(tmp_path):
     vocab = ["[PAD]", *(f"[unused{i}]" for i in range(3)), "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     vocab += ["the", "movie", "good", "##s"]

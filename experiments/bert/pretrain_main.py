@@ -27,7 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     add("--corpus", help="comma-separated: imdb, tinyshakespeare, wikitext2 (default: imdb)")
     add("--vocab-size", type=int, help="WordPiece vocabulary to train (default: 8192)")
-    add("--vocab", help="a BERT vocab.txt to use instead of training a tokenizer")
+    add(
+        "--vocab",
+        help="a BERT vocab.txt, or an earlier run's tokenizer.json, to use instead of training "
+        "a tokenizer (training can break frequency ties differently from run to run)",
+    )
     add("--max-len", type=int, help="tokens per sequence (default: 128)")
     add("--embed-dim", type=int)
     add("--num-heads", type=int)

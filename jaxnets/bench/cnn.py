@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxnets import optim
+from jaxnets import host_memory, optim
 from jaxnets.layers import conv, core, losses
 from jaxnets.models import fashion_cnn_functional as fashion
 from jaxnets.models import three_layer_convnet as three_layer
@@ -462,6 +462,8 @@ def machine_info() -> dict:
         "cpu_count": os.cpu_count(),
         "jax": jax.__version__,
         "jax_backend": jax.default_backend(),
+        # Both frameworks' step buffers are page-faulted afresh each step without it.
+        "malloc_keeps_freed_memory": host_memory.reused(),
     }
     if torch_available():
         import torch
@@ -478,11 +480,30 @@ def load_average() -> list[float] | None:
         return None
 
 
+def cpu_ticks() -> tuple[int, int] | None:
+    """(steal, total) jiffies of all CPUs from /proc/stat (Linux), to report how much of the run
+    a virtual machine's host gave to other guests."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+def steal_percent(start: tuple[int, int] | None) -> float | None:
+    end = cpu_ticks()
+    if start is None or end is None or end[1] <= start[1]:
+        return None
+    return round(100 * (end[0] - start[0]) / (end[1] - start[1]), 1)
+
+
 def run_benchmark(settings: Settings, log: Callable[[str], None] = print) -> dict:
     """All the measurements, as a JSON-ready dict."""
     unknown = set(settings.models) - set(MODELS)
     if unknown:
         raise ValueError(f"unknown model(s) {sorted(unknown)}; known: {list(MODELS)}")
+    ticks = cpu_ticks()
     result: dict[str, Any] = {
         "machine": machine_info(),
         "load_average_start": load_average(),
@@ -500,4 +521,5 @@ def run_benchmark(settings: Settings, log: Callable[[str], None] = print) -> dic
         log("timing the naive loop conv against the fast kernels")
         result["conv_kernels"] = conv_kernels(settings.repeats)
     result["load_average_end"] = load_average()
+    result["cpu_steal_percent"] = steal_percent(ticks)
     return result

@@ -105,7 +105,9 @@ def print_report(result: dict, console=None) -> None:
     console.print(
         f"{machine['cpu_count']} CPUs, jax {machine['jax']} ({machine['jax_backend']}), "
         f"torch {machine.get('torch', 'absent')}; load average "
-        f"{result['load_average_start']} -> {result['load_average_end']}"
+        f"{result['load_average_start']} -> {result['load_average_end']}; CPU time stolen by "
+        f"the host: {result.get('cpu_steal_percent')}%; malloc keeps freed memory: "
+        f"{machine.get('malloc_keeps_freed_memory')}"
     )
     console.print(
         f"float32 {mm['size']}x{mm['size']} matmul: jnp {mm['jax_gflops']:.0f} GFLOP/s"

@@ -60,6 +60,16 @@ class WordPieceTokenizer:
             show_progress=False,
         )
         tok.train_from_iterator(texts, trainer)
+        # The trainer numbers its initial alphabet in hash-map order, which changes from run to
+        # run (same tokens, other ids). WordPiece splits words by greedy longest match, whatever
+        # the ids: renumber in a fixed order, special tokens first as given, then the others
+        # alphabetically. (That order also breaks the trainer's ties between equally frequent
+        # pairs, so on a small corpus the learned vocabulary itself can still differ; a run
+        # that must repeat exactly reads an earlier run's tokenizer.json, `--vocab`.)
+        vocab = tok.get_vocab()
+        regular = sorted(set(vocab) - set(SPECIAL_TOKENS))
+        ordered = [t for t in SPECIAL_TOKENS if t in vocab] + regular
+        tok.model = models.WordPiece({t: i for i, t in enumerate(ordered)}, unk_token="[UNK]")
         return cls(tok)
 
     @classmethod
