@@ -60,3 +60,21 @@ def test_second_call_reports_the_first_outcome():
     first = host_memory.reuse_freed_memory()
     assert host_memory.reuse_freed_memory() is first
     assert host_memory.reused() is first
+
+
+@pytest.mark.skipif(platform.system() != "Linux", reason="mallopt is glibc's (Linux)")
+@pytest.mark.parametrize(("command", "tuned"), [("bench", True), ("data", False)])
+def test_console_script_tunes_malloc_for_bench_only(command, tuned):
+    # Training commands keep glibc's defaults: one arena would slow multi-threaded tokenizers.
+    script = (
+        "import sys\n"
+        "from jaxnets import cli, host_memory\n"
+        f"sys.argv = ['jaxnets', {command!r}, '--help']\n"
+        "try:\n    cli.entry()\nexcept SystemExit:\n    pass\n"
+        "print(host_memory.reused())\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != host_memory.OPT_OUT}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.split()[-1] == str(tuned), done.stdout[-2000:] + done.stderr[-2000:]
