@@ -11,7 +11,7 @@ import pytest
 
 from jaxnets import host_memory
 
-# Page faults per call of a jitted op whose output (64 MiB) XLA allocates afresh each call.
+# Page faults of the median call of a jitted op whose output (64 MiB) XLA allocates afresh each call.
 # The child process is fresh, so malloc is set before JAX starts its threads, as the CLI does
 # (and the test process's own malloc is left alone).
 FAULTS_PER_CALL = """
@@ -25,10 +25,12 @@ double = jax.jit(lambda a: a * 2.0)
 a = jnp.ones((16, 1 << 20), jnp.float32)
 for _ in range(8):  # XLA frees a result a little after the next call allocates: the heap
     jax.block_until_ready(double(a))  # settles at a few buffers (4 here) before reusing them
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(5):
+faults = []
+for _ in range(15):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     jax.block_until_ready(double(a))
-print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 5)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(sorted(faults)[len(faults) // 2])  # the median call: a busy machine can delay a free
 """
 
 
@@ -54,7 +56,8 @@ def test_large_buffers_are_reused_instead_of_page_faulted():
     opted_out, default_faults = _faults_per_call(opt_out=True)
     assert applied and not opted_out
     # glibc's default maps the 64 MiB output freshly each call: one fault per 4 KiB page
-    # (16,384; fewer with larger pages). Reused, it is faulted in during the warm-up calls.
+    # (16,384; fewer with larger pages). Reused, most calls take none: under load a free can
+    # come late and one call in five may still map a fresh buffer, hence the median.
     assert default_faults > 1000, default_faults
     assert faults < default_faults / 20, (faults, default_faults)
 
