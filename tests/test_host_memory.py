@@ -11,8 +11,8 @@ import pytest
 
 from jaxnets import host_memory
 
-# Page faults of the median call of a jitted op whose output (64 MiB) XLA allocates afresh each call.
-# The child process is fresh, so malloc is set before JAX starts its threads, as the CLI does
+# Page faults of the median call of a jitted op whose 64 MiB output XLA allocates afresh each
+# call. The child process is fresh, so malloc is set before JAX starts its threads, as the CLI does
 # (and the test process's own malloc is left alone).
 FAULTS_PER_CALL = """
 import resource, sys
