@@ -34,11 +34,14 @@ print(sorted(faults)[len(faults) // 2])  # the median call: a busy machine can d
 """
 
 
+def _child_env(opt_out: bool = False) -> dict[str, str]:
+    """This process's environment, with the opt-out variable set only if asked."""
+    env = {k: v for k, v in os.environ.items() if k != host_memory.OPT_OUT}
+    return {**env, host_memory.OPT_OUT: "1"} if opt_out else env
+
+
 def _faults_per_call(opt_out: bool) -> tuple[bool, float]:
-    env = dict(os.environ)
-    env.pop(host_memory.OPT_OUT, None)
-    if opt_out:
-        env[host_memory.OPT_OUT] = "1"
+    env = _child_env(opt_out)
     out = subprocess.run(
         [sys.executable, "-c", FAULTS_PER_CALL],
         env=env,
@@ -73,8 +76,11 @@ def test_console_script_tunes_malloc_for_bench_only(command, tuned):
         "try:\n    cli.entry()\nexcept SystemExit:\n    pass\n"
         "print(host_memory.reused())\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != host_memory.OPT_OUT}
     done = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-c", script],
+        env=_child_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.stdout.split()[-1] == str(tuned), done.stdout[-2000:] + done.stderr[-2000:]
