@@ -38,7 +38,7 @@ def test_bench_cnn_writes_the_figures(tmp_path, capsys):
     assert result["matmul"]["jax_gflops"] > 0
     model = result["models"]["three_layer_convnet"]
     assert model["batch_size"] == 2 and model["input_shape_hwc"] == [32, 32, 3]
-    assert model["conv_kernels"] == [cnn.conv.default_impl(3, 7)]
+    assert model["conv_kernels"] == [cnn.conv.default_impl(3, 7, 32, jnp.float32)]
     expected = {cnn.JAX_HAND, cnn.JAX_GRAD}
     if cnn.torch_available():
         expected |= {cnn.TORCH_EAGER}
@@ -84,7 +84,7 @@ def test_train_flops_known_answer():
 
 def test_conv_kernel_timing_reports_every_kernel():
     figures = cnn.conv_kernels(1, shape=(2, 4, 4, 2), filters=3)
-    assert set(figures["ms_forward_backward"]) == {"naive", "lax", "matmul"}
+    assert set(figures["ms_forward_backward"]) == {"naive", "lax", "matmul", "auto"}
     assert figures["fast_speedup_vs_naive"] > 0
 
 

@@ -141,7 +141,11 @@ def test_matmul_tile_width_rule(args, expected):
 @pytest.mark.parametrize(
     ("config", "error", "match"),
     [
-        ({"impl": "fft"}, ValueError, r"conv2d: impl must be one of \('auto', 'lax', 'matmul',"),
+        (
+            {"impl": "fft"},
+            ValueError,
+            r"conv2d: impl must be one of \('auto', 'xla', 'lax', 'matmul',",
+        ),
         ({"impl": "lax", "tile_width": 2}, ValueError, r"tile_width applies only to impl='matmul'"),
         ({"impl": "matmul", "tile_width": 0}, ValueError, r"tile_width must be >= 1"),
         ({"impl": "matmul", "tile_width": 1.5}, TypeError, r"tile_width must be an int"),

@@ -5,16 +5,22 @@ Two versions of the same layer:
   `default_impl`):
   - "lax": forward and backward are each a `lax.conv_general_dilated` call, so XLA runs them as
     real convolutions (GPUs, TPUs);
+  - "native": a direct convolution compiled for this CPU (`jaxnets.native`, an XLA FFI custom
+    call), forward, weight gradient and (as a forward on the spread output gradient) input
+    gradient. The CPU default for float32 layers with C_out a multiple of 16;
   - "matmul": im2col, i.e. the patches gathered by strided slices and one large matrix product
     (with a tile of output columns per row when there are few input channels); backward as two
-    more matrix products and the col2im adjoint. On CPU for layers with few input channels,
-    where XLA's convolution is slow;
+    more matrix products and the col2im adjoint. On CPU for other layers with few input
+    channels, where XLA's convolution is slow;
   - "mixed": lax forward and input gradient, the weight gradient as an im2col matrix product.
-    On CPU for the other layers.
+    On CPU for the remaining layers;
+  - "xla": whichever of lax / matmul / mixed the backend would pick, never native: every op an
+    XLA op, for `jax.grad` to differentiate by itself.
   Every backward is derived below, not left to autodiff.
 - `conv2d_naive`: the teaching reference, explicit Python loops over output positions (forward)
   and kernel positions (backward) with small jnp ops inside. Slow; for small inputs and tests.
-- `conv2d_relu_pool`: course B's conv - relu - max pool sandwich, relu and pool fused.
+- `conv2d_relu_pool`: course B's conv - relu - max pool sandwich, relu and pool fused (on the
+  native kernel, a 2x2 pool is done in registers and the conv output is never stored).
 
 Geometry (course B): padding "same" = ((kh-1)//2, (kw-1)//2), "valid" = 0, an int, or (ph, pw),
 always symmetric zeros; stride an int or (sh, sw); out = (in + 2p - k)//s + 1.
@@ -34,6 +40,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxnets import native
 from jaxnets.layers.checks import check_choice, check_float, check_ndim
 from jaxnets.layers.vjp import manual_vjp
 
@@ -148,30 +155,41 @@ def window_positions(win: Window):
 
 
 # ----------------------------------------------------------------------------- fast conv
-IMPLS = ("auto", "lax", "matmul", "mixed")
+IMPLS = ("auto", "xla", "lax", "matmul", "mixed", "native")
 
 _forced_impl: str | None = None  # set by `forced_impl`
 
 
-def default_impl(c_in: int, kernel_w: int) -> str:
-    """The kernel `impl="auto"` picks for a layer with c_in input channels and kernel width kw.
+def default_impl(
+    c_in: int, kernel_w: int, c_out: int | None = None, dtype: Any = None, *, xla_only: bool = False
+) -> str:
+    """The kernel `impl="auto"` picks for a layer with c_in -> c_out channels and kernel width kw
+    (`impl="xla"`, with `xla_only`: the same choice among XLA kernels, which autodiff can see
+    through).
 
-    GPUs and TPUs: "lax", their native convolutions. CPU: XLA's convolution is slow when a
-    kernel row holds few input values (7x7x3 at a fraction of matmul speed), and its weight
-    gradient (a convolution with an image-sized window) is slow for every layer measured, so:
-    "matmul" when kw * c_in < 32, else "mixed" (lax forward and input gradient, im2col matmul
-    weight gradient). See benchmarks/README.md for the measurements.
+    GPUs and TPUs: "lax", their native convolutions. CPU: "native" (`jaxnets.native`, a direct
+    convolution compiled for this CPU) for float32 layers with c_out a multiple of 16 when it
+    could be built. Otherwise XLA kernels: its convolution is slow when a kernel row holds few
+    input values (7x7x3 at a fraction of matmul speed), and its weight gradient (a convolution
+    with an image-sized window) is slow for every layer measured, so "matmul" when
+    kw * c_in < 32, else "mixed" (lax forward and input gradient, im2col matmul weight
+    gradient). See benchmarks/README.md for the measurements.
     """
-    if _forced_impl is not None:
+    if _forced_impl == "xla":
+        xla_only = True
+    elif _forced_impl is not None:
         return _forced_impl
     if jax.default_backend() != "cpu":
         return "lax"
+    if not xla_only and c_out is not None and dtype is not None:
+        if native.supports(dtype, dtype, c_out):
+            return "native"
     return "matmul" if kernel_w * c_in < 32 else "mixed"
 
 
 @contextlib.contextmanager
 def forced_impl(impl: str) -> Iterator[None]:
-    """Within the block, `impl="auto"` means `impl` ("lax", "matmul" or "mixed"), e.g. to time a
+    """Within the block, `impl="auto"` means `impl` (one of `IMPLS` but "auto"), e.g. to time a
     model built on `conv2d` with another kernel. The kernel is chosen when a function is traced,
     so trace (first call a fresh `jax.jit`) inside the block."""
     global _forced_impl
@@ -197,25 +215,46 @@ def conv2d_forward(
     x (N, H, W, C_in), params {"w": (kh, kw, C_in, C_out), "b": (C_out,)}; out (N, Ho, Wo, C_out).
     `impl` picks the kernel: "lax" (`lax.conv_general_dilated` forward and backward), "matmul"
     (im2col and one matrix product, see `MatmulPlan`), "mixed" (lax forward and input gradient,
-    matmul weight gradient) or "auto" (`default_impl`). `tile_width` overrides the matmul
+    matmul weight gradient), "native" (`jaxnets.native`'s direct convolution, float32 on CPU),
+    "auto" (`default_impl`) or "xla" (the same choice without "native": every op an XLA op, for
+    `jax.grad` to differentiate by itself). `tile_width` overrides the matmul
     kernel's choice of output columns per patch row (1 = plain im2col). All compute the same
     function and have hand-derived backwards; `conv2d_backward` serves every kernel's cache.
     """
     win = _conv_window("conv2d", x, params, stride, padding)
-    check_choice("conv2d", "impl", impl, IMPLS)
-    if impl == "auto":
-        impl = default_impl(x.shape[3], win.size[1])
+    impl = _chosen_impl(x, params, win, impl)
     if impl == "matmul":
         return _matmul_forward(x, params, win, tile_width)
     if tile_width is not None:
         raise ValueError("conv2d: tile_width applies only to impl='matmul'")
+    if impl == "native":
+        return _native_forward(x, params, win)
     return _lax_forward(x, params, LaxPlan(win, impl == "mixed"))
+
+
+def _chosen_impl(x: Array, params: Params, win: Window, impl: str) -> str:
+    """The kernel to run: `impl`, or the one "auto" / "xla" pick; checks "native" can run."""
+    check_choice("conv2d", "impl", impl, IMPLS)
+    w, b = params["w"], params["b"]
+    dtype = jnp.result_type(x, w, b)
+    if impl in ("auto", "xla"):
+        impl = default_impl(x.shape[3], win.size[1], w.shape[3], dtype, xla_only=impl == "xla")
+    if impl == "native" and not native.supports(dtype, jnp.float32, w.shape[3]):
+        reason = native.unavailable_reason()
+        raise ValueError(
+            f"conv2d: impl='native' runs float32 on the CPU with C_out a multiple of "
+            f"{native.CHANNEL_MULTIPLE}; got {dtype} on {jax.default_backend()} with "
+            f"C_out={w.shape[3]}" + (f" ({reason})" if reason else "")
+        )
+    return impl
 
 
 def conv2d_backward(dout: Array, cache: tuple) -> tuple[Array, Params]:
     """(dx, {"w": dw, "b": db}) for any kernel's cache."""
     if isinstance(cache[-1], MatmulPlan):
         return _matmul_backward(dout, cache)
+    if isinstance(cache[-1], NativePlan):
+        return _native_backward(dout, cache)
     return _lax_backward(dout, cache)
 
 
@@ -272,19 +311,28 @@ def _lax_forward(x: Array, params: Params, plan: LaxPlan) -> tuple[Array, tuple]
 # "mixed" computes dw as the matmul kernel does with one column per tile (plain im2col): with
 # P[(n,i,j), (a,b,c)] = xp[n, s_h i + a, s_w j + b, c], the sum above is dw = P^T dout, read as
 # HWIO. XLA's CPU convolution handles the image-sized window of the dw correlation poorly.
-def _lax_backward(dout: Array, cache: tuple) -> tuple[Array, Params]:
-    x, w, b, plan = cache
-    win = plan.win
-    (kh, kw), (ph, pw), (rh, rw) = win.size, win.padding, win.unread
-    dtype = dout.dtype
-    dx = lax.conv_general_dilated(
+def _input_grad_padding(win: Window) -> list[tuple[int, int]]:
+    """dx's padding of the stride-dilated dout, per spatial axis (see the derivation above)."""
+    return [(k - 1 - p, k - 1 - p + r) for k, p, r in zip(win.size, win.padding, win.unread)]
+
+
+def _lax_input_grad(dout: Array, w: Array, win: Window) -> Array:
+    return lax.conv_general_dilated(
         dout,
-        w[::-1, ::-1].astype(dtype),
+        w[::-1, ::-1].astype(dout.dtype),
         window_strides=(1, 1),
-        padding=[(kh - 1 - ph, kh - 1 - ph + rh), (kw - 1 - pw, kw - 1 - pw + rw)],
+        padding=_input_grad_padding(win),
         lhs_dilation=win.stride,
         dimension_numbers=("NHWC", "HWOI", "NHWC"),
     )
+
+
+def _lax_backward(dout: Array, cache: tuple) -> tuple[Array, Params]:
+    x, w, b, plan = cache
+    win = plan.win
+    (ph, pw), (rh, rw) = win.padding, win.unread
+    dtype = dout.dtype
+    dx = _lax_input_grad(dout, w, win)
     if plan.dw_by_matmul:
         c, f = w.shape[2], w.shape[3]
         patches = _patches(x.astype(dtype), MatmulPlan(win, (c, f), 1, (x.dtype, w.dtype, b.dtype)))
@@ -300,6 +348,66 @@ def _lax_backward(dout: Array, cache: tuple) -> tuple[Array, Params]:
         )
     db = dout.sum(axis=(0, 1, 2))
     return dx.astype(x.dtype), {"w": dw.astype(w.dtype), "b": db.astype(b.dtype)}
+
+
+# ----------------------------------------------------------------------------- native kernel
+# The same three sums as the lax kernel's derivation above, computed by jaxnets.native's direct
+# convolution: the forward on the padded input; dw by its weight-gradient kernel; dx as the
+# forward kernel run on dout dilated by the stride and padded as derived there (lax.pad does
+# both, and crops where the padding is negative), with the flipped kernel read as HWOI, i.e.
+# w[::-1, ::-1] with its channel axes swapped. Layers whose C_in is not a multiple of 16 (the
+# first layer, whose dx nobody needs and XLA drops) take dx from lax.
+@jax.tree_util.register_static
+@dataclasses.dataclass(frozen=True)
+class NativePlan:
+    """The native kernel's static cache entry."""
+
+    win: Window
+
+
+def _native_conv_forward(x: Array, w: Array, b: Array, *, win: Window) -> tuple[Array, tuple]:
+    f32 = jnp.float32
+    out = native.conv2d_forward(
+        pad_input(x.astype(f32), win), w.astype(f32), b.astype(f32), win.stride
+    )
+    return out, (x, w, b, NativePlan(win))
+
+
+def _native_backward(dout: Array, cache: tuple) -> tuple[Array, Params]:
+    x, w, b, plan = cache
+    win, f32 = plan.win, jnp.float32
+    dout, w32 = dout.astype(f32), w.astype(f32)
+    dw = native.conv2d_weight_grad(pad_input(x.astype(f32), win), dout, win.size, win.stride)
+    db = dout.sum(axis=(0, 1, 2))
+    c_in = w.shape[2]
+    if c_in % native.CHANNEL_MULTIPLE == 0:
+        (top, bottom), (left, right) = _input_grad_padding(win)
+        (sh, sw) = win.stride
+        spread = lax.pad(
+            dout,
+            jnp.zeros((), f32),
+            [(0, 0, 0), (top, bottom, sh - 1), (left, right, sw - 1), (0, 0, 0)],
+        )
+        flipped = jnp.swapaxes(w32[::-1, ::-1], 2, 3)
+        dx = native.conv2d_forward(spread, flipped, jnp.zeros(c_in, f32), (1, 1))
+    else:
+        dx = _lax_input_grad(dout, w32, win)
+    return dx.astype(x.dtype), {"w": dw.astype(w.dtype), "b": db.astype(b.dtype)}
+
+
+def _native_conv_backward(dout: Array, cache: tuple) -> tuple[Array, Array, Array]:
+    dx, grads = _native_backward(dout, cache)
+    return dx, grads["w"], grads["b"]
+
+
+# The FFI call is opaque to autodiff, so the native convolution carries its hand-derived VJP
+# even when called through `conv2d_forward` (e.g. a plain forward under `jax.grad`).
+_native_conv = manual_vjp(_native_conv_forward, _native_conv_backward)
+
+
+def _native_forward(x: Array, params: Params, win: Window) -> tuple[Array, tuple]:
+    w, b = params["w"], params["b"]
+    return _native_conv(x, w, b, win=win), (x, w, b, NativePlan(win))
 
 
 # ----------------------------------------------------------------------------- matmul kernel
@@ -590,14 +698,20 @@ def conv2d_relu_pool_forward(
     """
     if isinstance(pool, bool) or not isinstance(pool, numbers.Integral) or pool < 1:
         raise ValueError(f"conv2d_relu_pool: pool must be a positive int, got {pool!r}")
+    win = _conv_window("conv2d_relu_pool", x, params, stride, padding)
+    (ho, wo) = win.out_hw
+    if ho < pool or wo < pool:
+        raise ValueError(
+            f"conv2d_relu_pool: the {pool}x{pool} pool is larger than the conv output {ho}x{wo}"
+        )
+    if pool == 2 and tile_width is None and _chosen_impl(x, params, win, impl) == "native":
+        # The native kernel pools in registers: the conv output is never stored.
+        out, which = _native_relu_pool(x, params["w"], params["b"], win=win)
+        conv_cache = (x, params["w"], params["b"], NativePlan(win))
+        return out, (conv_cache, which, _pool_window(win))
     a, conv_cache = conv2d_forward(
         x, params, stride=stride, padding=padding, impl=impl, tile_width=tile_width
     )
-    if a.shape[1] < pool or a.shape[2] < pool:
-        raise ValueError(
-            f"conv2d_relu_pool: the {pool}x{pool} pool is larger than the conv output "
-            f"{a.shape[1]}x{a.shape[2]}"
-        )
     taps = _pool_taps(a, pool)
     top = functools.reduce(jnp.maximum, taps)
     # Which tap gets the gradient: the first that equals the max, or none (k*k) if relu cuts it.
@@ -607,8 +721,25 @@ def conv2d_relu_pool_forward(
     which = jnp.where(top > 0, which, pool * pool).astype(
         jnp.int8 if pool * pool < 127 else jnp.int32
     )
-    geometry = Window((pool, pool), (pool, pool), (0, 0), (a.shape[1], a.shape[2]))
-    return jnp.maximum(top, 0), (conv_cache, which, geometry)
+    return jnp.maximum(top, 0), (conv_cache, which, _pool_window(conv_cache[-1].win, pool))
+
+
+def _pool_window(conv_win: Window, pool: int = 2) -> Window:
+    """The pool's geometry over the conv output."""
+    return Window((pool, pool), (pool, pool), (0, 0), conv_win.out_hw)
+
+
+def _native_relu_pool_forward(x: Array, w: Array, b: Array, *, win: Window) -> tuple:
+    f32 = jnp.float32
+    xp = pad_input(x.astype(f32), win)
+    out, which = native.conv2d_relu_pool2_forward(xp, w.astype(f32), b.astype(f32), win.stride)
+    cache = ((x, w, b, NativePlan(win)), which, _pool_window(win))
+    return (out, which), cache
+
+
+def _native_relu_pool_backward(dout: Array, cache: tuple) -> tuple[Array, Array, Array]:
+    dx, grads = conv2d_relu_pool_backward(dout, cache)
+    return dx, grads["w"], grads["b"]
 
 
 def conv2d_relu_pool_backward(dout: Array, cache: tuple) -> tuple[Array, Params]:
@@ -632,3 +763,7 @@ def conv2d_relu_pool_backward(dout: Array, cache: tuple) -> tuple[Array, Params]
 
 
 conv2d_relu_pool = manual_vjp(conv2d_relu_pool_forward, conv2d_relu_pool_backward)
+
+# As `_native_conv`: the FFI call carries its VJP for callers of the plain forward. `which` is
+# the aux output (integer, not differentiated).
+_native_relu_pool = manual_vjp(_native_relu_pool_forward, _native_relu_pool_backward, has_aux=True)

@@ -74,10 +74,11 @@ def fashion_cnn_loss(
 def fashion_cnn_plain_loss(
     params: Params, x: Array, y: Array, key: Array | None = None, *, train: bool = True
 ) -> Array:
-    """The same loss from the plain forwards (same kernels), for `jax.grad` to differentiate."""
+    """The same loss from the plain forwards, for `jax.grad` to differentiate. The convolutions
+    use XLA's kernels (`impl="xla"`): the native CPU kernel is opaque to autodiff."""
     h = x
     for name in ("conv1", "conv2"):
-        h = conv.conv2d_relu_pool_forward(h, params[name], padding="same", pool=2)[0]
+        h = conv.conv2d_relu_pool_forward(h, params[name], padding="same", pool=2, impl="xla")[0]
     h = core.relu_forward(core.affine_forward(h, params["fc1"])[0])[0]
     h = dropout.dropout_forward(h, key, keep_prob=KEEP_PROB, train=train)[0]
     scores = core.affine_forward(h, params["fc2"])[0]

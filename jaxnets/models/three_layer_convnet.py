@@ -68,8 +68,9 @@ def three_layer_convnet_loss(params: Params, x: Array, y: Array, reg: float = 0.
 
 
 def three_layer_convnet_plain_loss(params: Params, x: Array, y: Array, reg: float = 0.0) -> Array:
-    """The same loss from the plain forwards, for `jax.grad` to differentiate by itself."""
-    h, _ = conv.conv2d_forward(x, params["conv"], stride=1, padding="same")
+    """The same loss from the plain forwards, for `jax.grad` to differentiate by itself (the
+    convolution with XLA's kernels, `impl="xla"`: the native CPU kernel is opaque to autodiff)."""
+    h, _ = conv.conv2d_forward(x, params["conv"], stride=1, padding="same", impl="xla")
     h, _ = core.relu_forward(h)
     h, _ = pool.max_pool_forward(h, window=2, stride=2)
     h, _ = core.relu_forward(core.affine_forward(h, params["fc1"])[0])
