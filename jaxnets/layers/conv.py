@@ -376,23 +376,28 @@ def _native_conv_forward(x: Array, w: Array, b: Array, *, win: Window) -> tuple[
 def _native_backward(dout: Array, cache: tuple) -> tuple[Array, Params]:
     x, w, b, plan = cache
     win, f32 = plan.win, jnp.float32
-    dout, w32 = dout.astype(f32), w.astype(f32)
+    dout = dout.astype(f32)
     dw = native.conv2d_weight_grad(pad_input(x.astype(f32), win), dout, win.size, win.stride)
     db = dout.sum(axis=(0, 1, 2))
-    c_in = w.shape[2]
-    if c_in % native.CHANNEL_MULTIPLE == 0:
-        (top, bottom), (left, right) = _input_grad_padding(win)
-        (sh, sw) = win.stride
-        spread = lax.pad(
-            dout,
-            jnp.zeros((), f32),
-            [(0, 0, 0), (top, bottom, sh - 1), (left, right, sw - 1), (0, 0, 0)],
-        )
-        flipped = jnp.swapaxes(w32[::-1, ::-1], 2, 3)
-        dx = native.conv2d_forward(spread, flipped, jnp.zeros(c_in, f32), (1, 1))
-    else:
-        dx = _lax_input_grad(dout, w32, win)
-    return dx.astype(x.dtype), {"w": dw.astype(w.dtype), "b": db.astype(b.dtype)}
+    return _native_input_grad(dout, w, win).astype(x.dtype), {
+        "w": dw.astype(w.dtype),
+        "b": db.astype(b.dtype),
+    }
+
+
+def _native_input_grad(dout: Array, w: Array, win: Window) -> Array:
+    w32, c_in = w.astype(jnp.float32), w.shape[2]
+    if c_in % native.CHANNEL_MULTIPLE:
+        return _lax_input_grad(dout, w32, win)
+    (top, bottom), (left, right) = _input_grad_padding(win)
+    (sh, sw) = win.stride
+    spread = lax.pad(
+        dout,
+        jnp.zeros((), dout.dtype),
+        [(0, 0, 0), (top, bottom, sh - 1), (left, right, sw - 1), (0, 0, 0)],
+    )
+    flipped = jnp.swapaxes(w32[::-1, ::-1], 2, 3)
+    return native.conv2d_forward(spread, flipped, jnp.zeros(c_in, jnp.float32), (1, 1))
 
 
 def _native_conv_backward(dout: Array, cache: tuple) -> tuple[Array, Array, Array]:
@@ -743,12 +748,19 @@ def _native_relu_pool_backward(dout: Array, cache: tuple) -> tuple[Array, Array,
 
 
 def conv2d_relu_pool_backward(dout: Array, cache: tuple) -> tuple[Array, Params]:
+    conv_cache, which, geometry = cache
+    if isinstance(conv_cache[-1], NativePlan) and geometry.size == (2, 2):
+        return _native_relu_pool_grads(dout, cache)
+    return conv2d_backward(_unpool(dout, which, geometry), conv_cache)
+
+
+def _unpool(dout: Array, which: Array, geometry: Window) -> Array:
+    """The conv output's gradient: each window's dout at its recorded tap, 0 elsewhere."""
     # da at tap t = (di, dj) of window (i, j) is dout[i, j] if t is the window's recorded tap,
     # else 0: each tap's (N, Ho, Wo, C) gradient is spread to rows k*i + di, columns k*j + dj by
     # lax.pad (interior padding k - 1), which also zero-fills rows / columns no window reached.
     # (Written with a broadcast to (N, Ho, k, Wo, k, C) instead, XLA fused dout's producer into
     # it and computed every dout entry k*k times.)
-    conv_cache, which, geometry = cache
     (k, _), (h, w) = geometry.size, geometry.in_hw
     _, ho, wo, _ = dout.shape
     zero = jnp.zeros((), dout.dtype)
@@ -759,7 +771,21 @@ def conv2d_relu_pool_backward(dout: Array, cache: tuple) -> tuple[Array, Params]
             cols = (dj, w - dj - k * (wo - 1) - 1, k - 1)
             g = jnp.where(which == di * k + dj, dout, zero)
             da = da + lax.pad(g, zero, [(0, 0, 0), rows, cols, (0, 0, 0)])
-    return conv2d_backward(da, conv_cache)
+    return da
+
+
+def _native_relu_pool_grads(dout: Array, cache: tuple) -> tuple[Array, Params]:
+    # The same sums as conv2d_backward(_unpool(...)), but dw and db read the pooled gradient
+    # and `which` directly (db: a window's dout goes to one output of channel f, or none when
+    # relu cut it); only dx, where it is needed at all, spreads dout to the conv output's size.
+    (x, w, b, plan), which, geometry = cache
+    win, f32 = plan.win, jnp.float32
+    dpool = dout.astype(f32)
+    xp = pad_input(x.astype(f32), win)
+    dw = native.conv2d_relu_pool2_weight_grad(xp, dpool, which, win.size, win.stride)
+    db = jnp.where(which < 4, dpool, 0.0).sum(axis=(0, 1, 2))
+    dx = _native_input_grad(_unpool(dpool, which, geometry), w, win)
+    return dx.astype(x.dtype), {"w": dw.astype(w.dtype), "b": db.astype(b.dtype)}
 
 
 conv2d_relu_pool = manual_vjp(conv2d_relu_pool_forward, conv2d_relu_pool_backward)

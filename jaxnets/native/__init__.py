@@ -29,6 +29,7 @@ TARGETS = (
     "jaxnets_conv2d_forward",
     "jaxnets_conv2d_relu_pool2_forward",
     "jaxnets_conv2d_weight_grad",
+    "jaxnets_conv2d_relu_pool2_weight_grad",
 )
 # Output channels must fill whole vectors; 16 floats is the widest (AVX-512) the source uses.
 CHANNEL_MULTIPLE = 16
@@ -104,3 +105,14 @@ def conv2d_weight_grad(
     dw = jax.ShapeDtypeStruct((*kernel, xp.shape[3], dout.shape[3]), jnp.float32)
     call = jax.ffi.ffi_call("jaxnets_conv2d_weight_grad", dw, vmap_method="sequential")
     return call(xp, dout, **_strides(stride))
+
+
+def conv2d_relu_pool2_weight_grad(
+    xp: Array, dpool: Array, which: Array, kernel: tuple[int, int], stride: tuple[int, int]
+) -> Array:
+    """`conv2d_weight_grad` of a conv - relu - 2x2 pool block from the pooled gradient and
+    `which` (as `conv2d_relu_pool2_forward` returns it): the conv output's gradient, dpool at
+    each window's winning tap and 0 elsewhere, is formed in registers, never stored."""
+    dw = jax.ShapeDtypeStruct((*kernel, xp.shape[3], dpool.shape[3]), jnp.float32)
+    call = jax.ffi.ffi_call("jaxnets_conv2d_relu_pool2_weight_grad", dw, vmap_method="sequential")
+    return call(xp, dpool, which, **_strides(stride))

@@ -236,42 +236,78 @@ void relu_pool_images(const Geometry& g, const float* xp, const float* w, const 
 }
 
 // ------------------------------------------------------------------------- weight gradient
+// Where one image's output gradient comes from. DenseGrad: dout itself. PooledGrad: the conv -
+// relu - 2x2 pool block's, unpooled per image into a buffer that stays in cache (the tap that
+// won each window gets the window's gradient, the others 0; rows / columns the pool dropped
+// get 0), so the conv-sized gradient of the whole batch is never stored.
+struct DenseGrad {
+  const float* dout;  // (N, Ho, Wo, F)
+  DenseGrad image(const Geometry& g, int64_t n) const { return {dout + n * g.ho * g.wo * g.f}; }
+  Vec at(const Geometry& g, int64_t i, int64_t j, int64_t channel) const {
+    return load(dout + (i * g.wo + j) * g.f + channel);
+  }
+};
+
+struct PooledGrad {
+  const float* dpool;   // (N, Ho/2, Wo/2, F)
+  const int8_t* which;  // same shape: winning tap 0..3, or 4 (relu cut)
+  DenseGrad image(const Geometry& g, int64_t n) const {
+    thread_local std::vector<float> unpooled;
+    unpooled.assign(static_cast<size_t>(g.ho * g.wo * g.f), 0.0f);
+    const int64_t ph = g.ho / 2, pw = g.wo / 2, size = ph * pw * g.f;
+    const float* d = dpool + n * size;
+    const int8_t* w = which + n * size;
+    for (int64_t i = 0; i < 2 * ph; ++i) {
+      for (int64_t j = 0; j < 2 * pw; ++j) {
+        const IntVec tap = IntVec{} + static_cast<int32_t>((i % 2) * 2 + j % 2);
+        const int64_t window = ((i / 2) * pw + j / 2) * g.f;
+        float* out = unpooled.data() + (i * g.wo + j) * g.f;
+        for (int64_t c = 0; c < g.f; c += kLanes) {
+          const IntVec won =
+              __builtin_convertvector(*reinterpret_cast<const ByteVec*>(w + window + c), IntVec);
+          store(out + c, won == tap ? load(d + window + c) : Vec{});
+        }
+      }
+    }
+    return {unpooled.data()};
+  }
+};
+
 // KB taps k0..k0+KB of kernel row a x FB channel vectors, summed over one image's pixels.
 template <int KB, int FB>
-inline void weight_grad_tile(const Geometry& g, const float* xp_image, const float* dout_image,
+inline void weight_grad_tile(const Geometry& g, const float* xp_image, const DenseGrad& grad,
                              float* dw, int64_t a, int64_t k0, int64_t f0) {
   const int64_t k_row = g.kw * g.c;
   float* dw_tile = dw + (a * k_row + k0) * g.f + f0;
   Vec acc[KB][FB];
-  #pragma GCC unroll 32
+#pragma GCC unroll 32
   for (int q = 0; q < KB; ++q)
-    #pragma GCC unroll 32
+#pragma GCC unroll 32
     for (int v = 0; v < FB; ++v) acc[q][v] = load(dw_tile + q * g.f + v * kLanes);
   for (int64_t i = 0; i < g.ho; ++i) {
     const float* x_row = xp_image + ((g.sh * i + a) * g.wp) * g.c + k0;
-    const float* d_row = dout_image + i * g.wo * g.f + f0;
     for (int64_t j = 0; j < g.wo; ++j) {
       const float* x_at = x_row + g.sw * j * g.c;
       Vec dv[FB];
-      #pragma GCC unroll 32
-      for (int v = 0; v < FB; ++v) dv[v] = load(d_row + j * g.f + v * kLanes);
-      #pragma GCC unroll 32
+#pragma GCC unroll 32
+      for (int v = 0; v < FB; ++v) dv[v] = grad.at(g, i, j, f0 + v * kLanes);
+#pragma GCC unroll 32
       for (int q = 0; q < KB; ++q) {
         const float xb = x_at[q];
-        #pragma GCC unroll 32
+#pragma GCC unroll 32
         for (int v = 0; v < FB; ++v) acc[q][v] += xb * dv[v];
       }
     }
   }
-  #pragma GCC unroll 32
+#pragma GCC unroll 32
   for (int q = 0; q < KB; ++q)
-    #pragma GCC unroll 32
+#pragma GCC unroll 32
     for (int v = 0; v < FB; ++v) store(dw_tile + q * g.f + v * kLanes, acc[q][v]);
 }
 
 template <int FB>
-using GradTileFn = void (*)(const Geometry&, const float*, const float*, float*, int64_t, int64_t,
-                            int64_t);
+using GradTileFn = void (*)(const Geometry&, const float*, const DenseGrad&, float*, int64_t,
+                            int64_t, int64_t);
 
 template <int FB, int KB>
 constexpr GradTileFn<FB> weight_grad_tile_for() {
@@ -285,8 +321,8 @@ GradTileFn<FB> pick_weight_grad_tile(int kb, std::integer_sequence<int, Ks...>) 
 }
 
 // Accumulates images n0..n1 into dw (zeroed by the caller).
-template <int FB>
-void weight_grad_images(const Geometry& g, const float* xp, const float* dout, float* dw,
+template <int FB, typename Grad>
+void weight_grad_images(const Geometry& g, const float* xp, const Grad& grad, float* dw,
                         int64_t n0, int64_t n1) {
   constexpr int kMaxK = kAccumulators / FB;
   const int64_t k_row = g.kw * g.c;
@@ -295,13 +331,13 @@ void weight_grad_images(const Geometry& g, const float* xp, const float* dout, f
   const auto seq = std::make_integer_sequence<int, kMaxK>{};
   for (int64_t n = n0; n < n1; ++n) {
     const float* xp_image = xp + n * g.hp * g.wp * g.c;
-    const float* dout_image = dout + n * g.ho * g.wo * g.f;
+    const DenseGrad grad_image = grad.image(g, n);
     for (int64_t a = 0; a < g.kh; ++a) {
       for (int64_t f0 = 0; f0 < g.f; f0 += FB * kLanes) {
         int64_t k0 = 0;
         for (int64_t t = 0; t < blocks; ++t) {
           const int kb = static_cast<int>(base + (t < extra ? 1 : 0));
-          pick_weight_grad_tile<FB>(kb, seq)(g, xp_image, dout_image, dw, a, k0, f0);
+          pick_weight_grad_tile<FB>(kb, seq)(g, xp_image, grad_image, dw, a, k0, f0);
           k0 += kb;
         }
       }
@@ -383,17 +419,19 @@ ffi::Error check(const Geometry& g, int64_t w_c) {
   return ffi::Error::Success();
 }
 
+ffi::Future failed(ffi::Error error) {
+  ffi::Promise promise;
+  ffi::Future future(promise);
+  promise.SetError(std::move(error));
+  return future;
+}
+
 ffi::Future Conv2dForward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::F32> w,
                           ffi::Buffer<ffi::F32> bias, int64_t sh, int64_t sw,
                           ffi::ResultBuffer<ffi::F32> out) {
   auto od = out->dimensions();
   const Geometry g = geometry(xp, w, od[1], od[2], sh, sw);
-  if (ffi::Error e = check(g, w.dimensions()[2]); e.failure()) {
-    ffi::Promise p;
-    ffi::Future f(p);
-    p.SetError(e);
-    return f;
-  }
+  if (ffi::Error e = check(g, w.dimensions()[2]); e.failure()) return failed(e);
   const float* x_data = xp.typed_data();
   const float* w_data = w.typed_data();
   const float* b_data = bias.typed_data();
@@ -421,12 +459,7 @@ ffi::Future Conv2dReluPool2Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x
   ffi::Error e = check(g, wd[2]);
   if (e.success() && (pd[1] != ho / 2 || pd[2] != wo / 2 || pd[3] != g.f))
     e = ffi::Error::InvalidArgument("jaxnets conv: pooled output shape does not match");
-  if (e.failure()) {
-    ffi::Promise p;
-    ffi::Future f(p);
-    p.SetError(e);
-    return f;
-  }
+  if (e.failure()) return failed(e);
   const float* x_data = xp.typed_data();
   const float* w_data = w.typed_data();
   const float* b_data = bias.typed_data();
@@ -443,7 +476,38 @@ ffi::Future Conv2dReluPool2Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x
   });
 }
 
-// dw has shape (kh, kw, C, F) and is given by `w_like` only for its shape.
+// Sums per block of images, whichever worker takes it, added up in block order by the last
+// worker to finish: the result does not depend on the scheduling (runs are reproducible).
+template <typename Grad>
+ffi::Future weight_grad(ffi::ThreadPool pool, const Geometry& g, const float* xp, Grad grad,
+                        float* dw) {
+  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(pool_chunks(pool), g.n));
+  const int64_t size = g.kh * g.kw * g.c * g.f;
+  const int64_t grain = block_size(g.n, workers), blocks = (g.n + grain - 1) / grain;
+  auto sums = std::make_shared<std::vector<float>>(static_cast<size_t>(blocks * size));
+  const int fb = channel_vectors(g.f);
+  return run_workers(
+      pool, g.n, workers,
+      [=](int64_t, int64_t n0, int64_t n1) {
+        float* sum = sums->data() + (n0 / grain) * size;
+        switch (fb) {
+          case 1: weight_grad_images<1>(g, xp, grad, sum, n0, n1); break;
+          case 2: weight_grad_images<2>(g, xp, grad, sum, n0, n1); break;
+          case 3: weight_grad_images<3>(g, xp, grad, sum, n0, n1); break;
+          default: weight_grad_images<4>(g, xp, grad, sum, n0, n1); break;
+        }
+      },
+      [=] {
+        std::copy(sums->data(), sums->data() + size, dw);
+        for (int64_t u = 1; u < blocks; ++u) {
+          const float* p = sums->data() + u * size;
+          for (int64_t e = 0; e < size; ++e) dw[e] += p[e];
+        }
+      });
+}
+
+
+// dw (kh, kw, C, F) from the padded input and the conv output's gradient (N, Ho, Wo, F).
 ffi::Future Conv2dWeightGrad(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> xp,
                              ffi::Buffer<ffi::F32> dout, int64_t sh, int64_t sw,
                              ffi::ResultBuffer<ffi::F32> dw) {
@@ -451,40 +515,26 @@ ffi::Future Conv2dWeightGrad(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> xp,
   auto xd = xp.dimensions();
   auto wd = dw->dimensions();
   const Geometry g{xd[0], xd[1], xd[2], xd[3], wd[0], wd[1], wd[3], dd[1], dd[2], sh, sw};
-  if (ffi::Error e = check(g, wd[2]); e.failure()) {
-    ffi::Promise p;
-    ffi::Future f(p);
-    p.SetError(e);
-    return f;
-  }
-  const int64_t workers = std::max<int64_t>(1, std::min<int64_t>(pool_chunks(pool), g.n));
-  const int64_t size = g.kh * g.kw * g.c * g.f;
-  const int64_t grain = block_size(g.n, workers), blocks = (g.n + grain - 1) / grain;
-  // One sum per block of images, whichever worker takes it, added up in block order by the last
-  // worker to finish: the result does not depend on the scheduling (runs are reproducible).
-  auto sums = std::make_shared<std::vector<float>>(static_cast<size_t>(blocks * size));
-  const float* x_data = xp.typed_data();
-  const float* d_data = dout.typed_data();
-  float* dw_data = dw->typed_data();
-  const int fb = channel_vectors(g.f);
-  return run_workers(
-      pool, g.n, workers,
-      [=](int64_t, int64_t n0, int64_t n1) {
-        float* sum = sums->data() + (n0 / grain) * size;
-        switch (fb) {
-          case 1: weight_grad_images<1>(g, x_data, d_data, sum, n0, n1); break;
-          case 2: weight_grad_images<2>(g, x_data, d_data, sum, n0, n1); break;
-          case 3: weight_grad_images<3>(g, x_data, d_data, sum, n0, n1); break;
-          default: weight_grad_images<4>(g, x_data, d_data, sum, n0, n1); break;
-        }
-      },
-      [=] {
-        std::copy(sums->data(), sums->data() + size, dw_data);
-        for (int64_t u = 1; u < blocks; ++u) {
-          const float* p = sums->data() + u * size;
-          for (int64_t e = 0; e < size; ++e) dw_data[e] += p[e];
-        }
-      });
+  if (ffi::Error e = check(g, wd[2]); e.failure()) return failed(e);
+  return weight_grad(pool, g, xp.typed_data(), DenseGrad{dout.typed_data()}, dw->typed_data());
+}
+
+// The same for a conv - relu - 2x2 pool block, from the pooled gradient and `which`.
+ffi::Future Conv2dReluPool2WeightGrad(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> xp,
+                                      ffi::Buffer<ffi::F32> dpool, ffi::Buffer<ffi::S8> which,
+                                      int64_t sh, int64_t sw, ffi::ResultBuffer<ffi::F32> dw) {
+  auto xd = xp.dimensions();
+  auto wd = dw->dimensions();
+  auto pd = dpool.dimensions();
+  const int64_t ho = (xd[1] - wd[0]) / sh + 1, wo = (xd[2] - wd[1]) / sw + 1;
+  const Geometry g{xd[0], xd[1], xd[2], xd[3], wd[0], wd[1], wd[3], ho, wo, sh, sw};
+  ffi::Error e = check(g, wd[2]);
+  if (e.success() && (pd[1] != ho / 2 || pd[2] != wo / 2 || pd[3] != g.f ||
+                      which.element_count() != dpool.element_count()))
+    e = ffi::Error::InvalidArgument("jaxnets conv: pooled gradient shape does not match");
+  if (e.failure()) return failed(e);
+  return weight_grad(pool, g, xp.typed_data(), PooledGrad{dpool.typed_data(), which.typed_data()},
+                     dw->typed_data());
 }
 
 }  // namespace
@@ -518,3 +568,13 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxnets_conv2d_relu_pool2_forward, Conv2dReluPool2
                                   .Attr<int64_t>("stride_w")
                                   .Ret<ffi::Buffer<ffi::F32>>()   // pooled (N, Ho/2, Wo/2, F)
                                   .Ret<ffi::Buffer<ffi::S8>>());  // which (N, Ho/2, Wo/2, F)
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(jaxnets_conv2d_relu_pool2_weight_grad, Conv2dReluPool2WeightGrad,
+                              ffi::Ffi::Bind()
+                                  .Ctx<ffi::ThreadPool>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // xp (N, Hp, Wp, C)
+                                  .Arg<ffi::Buffer<ffi::F32>>()  // dpool (N, Ho/2, Wo/2, F)
+                                  .Arg<ffi::Buffer<ffi::S8>>()   // which (N, Ho/2, Wo/2, F)
+                                  .Attr<int64_t>("stride_h")
+                                  .Attr<int64_t>("stride_w")
+                                  .Ret<ffi::Buffer<ffi::F32>>());  // dw (kh, kw, C, F)
