@@ -46,6 +46,14 @@ def _inputs(x_shape, kernel, c_out, seed=0, dtype=np.float32):
     return x, {"w": w, "b": jnp.asarray(rng.normal(size=c_out), dtype)}
 
 
+def _case(x_shape, kernel, c_out, dout_hw):
+    """Inputs, parameters and an output gradient (cropped to the output by the test)."""
+    x, params = _inputs(x_shape, kernel, c_out)
+    rng = np.random.default_rng(1)
+    dout = jnp.asarray(rng.normal(size=(x_shape[0], dout_hw, dout_hw, c_out)), jnp.float32)
+    return x, params, dout
+
+
 def _forward_backward(x, params, dout_full, impl, stride, padding):
     out, cache = conv.conv2d_forward(x, params, stride=stride, padding=padding, impl=impl)
     dout = dout_full[:, : out.shape[1], : out.shape[2]]
@@ -67,9 +75,7 @@ def test_native_matches_lax_forward_and_backward(geometry):
     # measured <= 2e-6 of the largest entry; 1e-5 leaves room for other summation orders while a
     # wrong tap, flip or offset gives O(1).
     x_shape, kernel, c_out, stride, padding = geometry
-    x, params = _inputs(x_shape, kernel, c_out)
-    dout = jnp.asarray(np.random.default_rng(1).normal(size=(x_shape[0], 40, 40, c_out)))
-    dout = dout.astype(jnp.float32)
+    x, params, dout = _case(x_shape, kernel, c_out, 40)
     run = jax.jit(_forward_backward, static_argnames=("impl", "stride", "padding"))
     native_result = run(x, params, dout, "native", stride, padding)
     lax_result = run(x, params, dout, "lax", stride, padding)
@@ -224,9 +230,7 @@ def test_fused_native_conv_relu_pool_matches_lax(geometry):
     # The native kernel pools in registers and returns which tap won; lax computes the conv, then
     # the pool. Same tolerance as above; `which` must agree exactly (random data has no ties).
     x_shape, kernel, c_out, stride, padding = geometry
-    x, params = _inputs(x_shape, kernel, c_out)
-    dout = jnp.asarray(np.random.default_rng(1).normal(size=(x_shape[0], 20, 20, c_out)))
-    dout = dout.astype(jnp.float32)
+    x, params, dout = _case(x_shape, kernel, c_out, 20)
 
     @functools.partial(jax.jit, static_argnames="impl")
     def run(x, params, dout, impl):

@@ -5,8 +5,9 @@ One run, one machine, synthetic batches (data loading is not timed), Adam, lr 1e
 - the Fashion-MNIST CNN on 1x28x28 (conv 32 3x3 - pool - conv 64 3x3 - pool - 128 - dropout - 10).
 
 Contenders per model: jaxnets with its hand-derived backward (manual_vjp layers, the conv -
-relu - pool blocks as the fused `conv.conv2d_relu_pool`), the same forward differentiated by
-`jax.grad`, the hand-derived step with the `lax` convolution kernel instead of the CPU ones,
+relu - pool blocks as the fused `conv.conv2d_relu_pool`, on the native CPU kernels where they
+were built), the same forward on XLA's kernels differentiated by `jax.grad`, the hand-derived
+step with the `lax` convolution kernel and with XLA's CPU kernels instead of the native ones,
 PyTorch eager with its default threads and with one thread (on a loaded machine the default
 one-thread-per-core can be far slower), and `torch.compile` where it works. They are timed in
 interleaved rounds (each round runs every contender in turn), so a change of machine load hits

@@ -61,6 +61,24 @@ struct Geometry {
   int64_t sh, sw;        // stride
 };
 
+// n items (output columns, taps) in the fewest tiles of at most `most`, as even as possible:
+// 32 columns in tiles of <= 14 -> 11, 11, 10 rather than 14, 14, 4.
+struct EvenSplit {
+  int64_t tiles, base, extra;
+  EvenSplit(int64_t n, int64_t most)
+      : tiles((n + most - 1) / most), base(n / tiles), extra(n % tiles) {}
+  int size(int64_t t) const { return static_cast<int>(base + (t < extra ? 1 : 0)); }
+};
+
+// Register tiles are templates on their size, which is known only at run time: Tiles::fn<S>()
+// is the tile function of size S, and this returns the one of size s in 1..N.
+template <typename Tiles, int... Sizes>
+auto pick_tile(int s, std::integer_sequence<int, Sizes...>) {
+  using Fn = decltype(Tiles::template fn<1>());
+  static constexpr Fn table[] = {Tiles::template fn<Sizes + 1>()...};
+  return table[s - 1];
+}
+
 // ------------------------------------------------------------------------- forward
 // R output pixels along a row x FB channel vectors, for one image row i and channel block f0.
 template <int R, int FB>
@@ -97,37 +115,28 @@ inline void forward_tile(const Geometry& g, const float* xp_image, const float* 
 }
 
 template <int FB>
-using TileFn = void (*)(const Geometry&, const float*, const float*, const float*, float*, int64_t,
-                        int64_t, int64_t);
-
-template <int FB, int R>
-constexpr TileFn<FB> forward_tile_for() {
-  return &forward_tile<R, FB>;
-}
-
-template <int FB, int... Rs>
-TileFn<FB> pick_forward_tile(int r, std::integer_sequence<int, Rs...>) {
-  static constexpr TileFn<FB> table[] = {forward_tile_for<FB, Rs + 1>()...};
-  return table[r - 1];
-}
+struct ForwardTiles {
+  template <int R>
+  static constexpr auto fn() {
+    return &forward_tile<R, FB>;
+  }
+};
 
 template <int FB>
 void forward_images(const Geometry& g, const float* xp, const float* w, const float* bias,
                     float* out, int64_t n0, int64_t n1) {
   constexpr int kMaxR = kAccumulators / FB;
-  // Even tiles along the output row: 32 columns -> 11, 11, 10 rather than 14, 14, 4.
-  const int64_t tiles = (g.wo + kMaxR - 1) / kMaxR;
-  const int64_t base = g.wo / tiles, extra = g.wo % tiles;
-  const auto seq = std::make_integer_sequence<int, kMaxR>{};
+  const EvenSplit split(g.wo, kMaxR);
+  const auto sizes = std::make_integer_sequence<int, kMaxR>{};
   for (int64_t n = n0; n < n1; ++n) {
     const float* xp_image = xp + n * g.hp * g.wp * g.c;
     for (int64_t i = 0; i < g.ho; ++i) {
       float* out_row = out + (n * g.ho + i) * g.wo * g.f;
       for (int64_t f0 = 0; f0 < g.f; f0 += FB * kLanes) {
         int64_t j0 = 0;
-        for (int64_t t = 0; t < tiles; ++t) {
-          const int r = static_cast<int>(base + (t < extra ? 1 : 0));
-          pick_forward_tile<FB>(r, seq)(g, xp_image, w, bias, out_row, i, j0, f0);
+        for (int64_t t = 0; t < split.tiles; ++t) {
+          const int r = split.size(t);
+          pick_tile<ForwardTiles<FB>>(r, sizes)(g, xp_image, w, bias, out_row, i, j0, f0);
           j0 += r;
         }
       }
@@ -196,38 +205,30 @@ inline void relu_pool_tile(const Geometry& g, const float* xp_image, const float
 }
 
 template <int FB>
-using PoolTileFn = void (*)(const Geometry&, const float*, const float*, const float*, float*,
-                            int8_t*, int64_t, int64_t, int64_t);
-
-template <int FB, int Q>
-constexpr PoolTileFn<FB> relu_pool_tile_for() {
-  return &relu_pool_tile<Q, FB>;
-}
-
-template <int FB, int... Qs>
-PoolTileFn<FB> pick_relu_pool_tile(int q, std::integer_sequence<int, Qs...>) {
-  static constexpr PoolTileFn<FB> table[] = {relu_pool_tile_for<FB, Qs + 1>()...};
-  return table[q - 1];
-}
+struct ReluPoolTiles {
+  template <int Q>
+  static constexpr auto fn() {
+    return &relu_pool_tile<Q, FB>;
+  }
+};
 
 template <int FB>
 void relu_pool_images(const Geometry& g, const float* xp, const float* w, const float* bias,
                       float* pooled, int8_t* which, int64_t n0, int64_t n1) {
   constexpr int kMaxQ = kAccumulators / (4 * FB);
   const int64_t pooled_h = g.ho / 2, pooled_w = g.wo / 2;
-  const int64_t tiles = (pooled_w + kMaxQ - 1) / kMaxQ;
-  const int64_t base = pooled_w / tiles, extra = pooled_w % tiles;
-  const auto seq = std::make_integer_sequence<int, kMaxQ>{};
+  const EvenSplit split(pooled_w, kMaxQ);
+  const auto sizes = std::make_integer_sequence<int, kMaxQ>{};
   for (int64_t n = n0; n < n1; ++n) {
     const float* xp_image = xp + n * g.hp * g.wp * g.c;
     for (int64_t i = 0; i < pooled_h; ++i) {
       const int64_t row = (n * pooled_h + i) * pooled_w * g.f;
       for (int64_t f0 = 0; f0 < g.f; f0 += FB * kLanes) {
         int64_t q0 = 0;
-        for (int64_t t = 0; t < tiles; ++t) {
-          const int q = static_cast<int>(base + (t < extra ? 1 : 0));
-          pick_relu_pool_tile<FB>(q, seq)(g, xp_image, w, bias, pooled + row, which + row, i, q0,
-                                          f0);
+        for (int64_t t = 0; t < split.tiles; ++t) {
+          const int q = split.size(t);
+          pick_tile<ReluPoolTiles<FB>>(q, sizes)(g, xp_image, w, bias, pooled + row, which + row,
+                                                 i, q0, f0);
           q0 += q;
         }
       }
@@ -306,19 +307,12 @@ inline void weight_grad_tile(const Geometry& g, const float* xp_image, const Den
 }
 
 template <int FB>
-using GradTileFn = void (*)(const Geometry&, const float*, const DenseGrad&, float*, int64_t,
-                            int64_t, int64_t);
-
-template <int FB, int KB>
-constexpr GradTileFn<FB> weight_grad_tile_for() {
-  return &weight_grad_tile<KB, FB>;
-}
-
-template <int FB, int... Ks>
-GradTileFn<FB> pick_weight_grad_tile(int kb, std::integer_sequence<int, Ks...>) {
-  static constexpr GradTileFn<FB> table[] = {weight_grad_tile_for<FB, Ks + 1>()...};
-  return table[kb - 1];
-}
+struct WeightGradTiles {
+  template <int KB>
+  static constexpr auto fn() {
+    return &weight_grad_tile<KB, FB>;
+  }
+};
 
 // Accumulates images n0..n1 into dw (zeroed by the caller).
 template <int FB, typename Grad>
@@ -326,18 +320,17 @@ void weight_grad_images(const Geometry& g, const float* xp, const Grad& grad, fl
                         int64_t n0, int64_t n1) {
   constexpr int kMaxK = kAccumulators / FB;
   const int64_t k_row = g.kw * g.c;
-  const int64_t blocks = (k_row + kMaxK - 1) / kMaxK;
-  const int64_t base = k_row / blocks, extra = k_row % blocks;
-  const auto seq = std::make_integer_sequence<int, kMaxK>{};
+  const EvenSplit split(k_row, kMaxK);
+  const auto sizes = std::make_integer_sequence<int, kMaxK>{};
   for (int64_t n = n0; n < n1; ++n) {
     const float* xp_image = xp + n * g.hp * g.wp * g.c;
     const DenseGrad grad_image = grad.image(g, n);
     for (int64_t a = 0; a < g.kh; ++a) {
       for (int64_t f0 = 0; f0 < g.f; f0 += FB * kLanes) {
         int64_t k0 = 0;
-        for (int64_t t = 0; t < blocks; ++t) {
-          const int kb = static_cast<int>(base + (t < extra ? 1 : 0));
-          pick_weight_grad_tile<FB>(kb, seq)(g, xp_image, grad_image, dw, a, k0, f0);
+        for (int64_t t = 0; t < split.tiles; ++t) {
+          const int kb = split.size(t);
+          pick_tile<WeightGradTiles<FB>>(kb, sizes)(g, xp_image, grad_image, dw, a, k0, f0);
           k0 += kb;
         }
       }
@@ -411,6 +404,9 @@ Geometry geometry(ffi::Buffer<ffi::F32> xp, ffi::Buffer<ffi::F32> w, int64_t ho,
 }
 
 ffi::Error check(const Geometry& g, int64_t w_c) {
+  if (g.sh < 1 || g.sw < 1) return ffi::Error::InvalidArgument("jaxnets conv: stride must be >= 1");
+  if (g.c < 1 || g.kh < 1 || g.kw < 1 || g.hp < g.kh || g.wp < g.kw)
+    return ffi::Error::InvalidArgument("jaxnets conv: empty kernel or input smaller than it");
   if (w_c != g.c) return ffi::Error::InvalidArgument("jaxnets conv: kernel C_in != input C");
   if (g.f % kLanes != 0)
     return ffi::Error::InvalidArgument("jaxnets conv: C_out must be a multiple of the vector width");
@@ -453,11 +449,12 @@ ffi::Future Conv2dReluPool2Forward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> x
                                   ffi::ResultBuffer<ffi::S8> which) {
   auto xd = xp.dimensions();
   auto wd = w.dimensions();
+  if (sh < 1 || sw < 1) return failed(ffi::Error::InvalidArgument("jaxnets conv: stride < 1"));
   const int64_t ho = (xd[1] - wd[0]) / sh + 1, wo = (xd[2] - wd[1]) / sw + 1;
   const Geometry g = geometry(xp, w, ho, wo, sh, sw);
   auto pd = pooled->dimensions();
   ffi::Error e = check(g, wd[2]);
-  if (e.success() && (pd[1] != ho / 2 || pd[2] != wo / 2 || pd[3] != g.f))
+  if (e.success() && (ho < 2 || wo < 2 || pd[1] != ho / 2 || pd[2] != wo / 2 || pd[3] != g.f))
     e = ffi::Error::InvalidArgument("jaxnets conv: pooled output shape does not match");
   if (e.failure()) return failed(e);
   const float* x_data = xp.typed_data();
@@ -526,10 +523,11 @@ ffi::Future Conv2dReluPool2WeightGrad(ffi::ThreadPool pool, ffi::Buffer<ffi::F32
   auto xd = xp.dimensions();
   auto wd = dw->dimensions();
   auto pd = dpool.dimensions();
+  if (sh < 1 || sw < 1) return failed(ffi::Error::InvalidArgument("jaxnets conv: stride < 1"));
   const int64_t ho = (xd[1] - wd[0]) / sh + 1, wo = (xd[2] - wd[1]) / sw + 1;
   const Geometry g{xd[0], xd[1], xd[2], xd[3], wd[0], wd[1], wd[3], ho, wo, sh, sw};
   ffi::Error e = check(g, wd[2]);
-  if (e.success() && (pd[1] != ho / 2 || pd[2] != wo / 2 || pd[3] != g.f ||
+  if (e.success() && (ho < 2 || wo < 2 || pd[1] != ho / 2 || pd[2] != wo / 2 || pd[3] != g.f ||
                       which.element_count() != dpool.element_count()))
     e = ffi::Error::InvalidArgument("jaxnets conv: pooled gradient shape does not match");
   if (e.failure()) return failed(e);
