@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import functools
 import os
+import pathlib
+import platform
 import subprocess
 import sys
 import textwrap
@@ -279,3 +281,45 @@ def test_native_gradients_are_reproducible():
         assert all(
             bool((a == b).all()) for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(again))
         )
+
+
+PORTABLE = """
+    import jax, jax.numpy as jnp, numpy as np
+    from jaxnets import native
+    from jaxnets.layers import conv
+    assert native.available(), native.unavailable_reason()
+    rng = np.random.default_rng(0)
+    worst = 0.0
+    # C_out 32, 64 and 48: 48 is 6 AVX2 vectors and 12 SSE ones, split into tiles unevenly
+    # unless the kernel picks a channel block that divides them.
+    for x_shape, kernel, c_out in [((3, 32, 32, 3), (7, 7), 32), ((2, 14, 14, 32), (3, 3), 64),
+                                   ((2, 13, 15, 16), (3, 2), 48)]:
+        x = jnp.asarray(rng.normal(size=x_shape), jnp.float32)
+        w = jnp.asarray(rng.normal(size=(*kernel, x_shape[3], c_out)) / 8, jnp.float32)
+        params = {"w": w, "b": jnp.asarray(rng.normal(size=c_out), jnp.float32)}
+        for layer in (conv.conv2d, conv.conv2d_relu_pool):
+            def loss(x, params, impl):
+                out = layer(x, params, padding="same", impl=impl)
+                return jnp.sum(out * jnp.cos(jnp.arange(out.size).reshape(out.shape)))
+            grad = jax.jit(jax.value_and_grad(loss, (0, 1)), static_argnums=2)
+            a, b = grad(x, params, "native"), grad(x, params, "lax")
+            for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+                worst = max(worst, float(jnp.abs(u - v).max() / jnp.abs(v).max()))
+    print("worst", worst)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["haswell", "x86-64"])
+def test_native_kernels_on_narrower_vectors(arch, tmp_path):
+    # The same source compiled for AVX2 (8-lane vectors, 12 accumulators) and plain SSE2 (4
+    # lanes): laptops without AVX-512 run these. Both run here, as this CPU has their
+    # instructions. Tolerance as in test_native_matches_lax_forward_and_backward.
+    flags = (
+        pathlib.Path("/proc/cpuinfo").read_text() if pathlib.Path("/proc/cpuinfo").exists() else ""
+    )
+    if platform.machine() != "x86_64" or (arch == "haswell" and " avx2" not in flags):
+        pytest.skip(f"this CPU cannot run {arch} code")
+    done = _fresh_process(PORTABLE, JAXNETS_NATIVE_ARCH=arch, JAXNETS_CACHE_DIR=str(tmp_path))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert float(done.stdout.split("worst")[1]) < 1e-5

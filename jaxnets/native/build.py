@@ -18,7 +18,13 @@ from pathlib import Path
 
 import jax
 
-FLAGS = ("-O3", "-march=native", "-ffp-contract=fast", "-std=c++17", "-shared", "-fPIC", "-w")
+FLAGS = ("-O3", "-ffp-contract=fast", "-std=c++17", "-shared", "-fPIC", "-w")
+
+
+def flags() -> tuple[str, ...]:
+    """The compiler flags: FLAGS and the target CPU, this one unless $JAXNETS_NATIVE_ARCH names
+    another (e.g. `haswell` for AVX2, `x86-64` for plain SSE2: how the tests cover them)."""
+    return (*FLAGS, f"-march={os.environ.get('JAXNETS_NATIVE_ARCH', 'native')}")
 
 
 class NativeBuildError(RuntimeError):
@@ -66,7 +72,7 @@ def build_library(source: Path) -> Path:
             for s in (
                 source.read_bytes(),
                 version,
-                " ".join(FLAGS),
+                " ".join(flags()),
                 jaxlib.__version__,
                 _cpu_signature(),
             )
@@ -79,7 +85,8 @@ def build_library(source: Path) -> Path:
     print(f"jaxnets: compiling {source.name} for this CPU (once, about 20 s)", file=sys.stderr)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         partial = Path(tmp) / target.name
-        command = [compiler, *FLAGS, f"-I{jax.ffi.include_dir()}", str(source), "-o", str(partial)]
+        include = f"-I{jax.ffi.include_dir()}"
+        command = [compiler, *flags(), include, str(source), "-o", str(partial)]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise NativeBuildError(

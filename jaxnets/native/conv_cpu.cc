@@ -35,12 +35,15 @@ namespace {
 #if defined(__AVX512F__)
 constexpr int kLanes = 16;
 constexpr int kAccumulators = 28;  // of 32 zmm registers; the rest hold weights/broadcasts
+constexpr int kMaxChannelVectors = 4;
 #elif defined(__AVX__)
 constexpr int kLanes = 8;
 constexpr int kAccumulators = 12;  // of 16 ymm registers
+constexpr int kMaxChannelVectors = 2;
 #else
 constexpr int kLanes = 4;
 constexpr int kAccumulators = 12;
+constexpr int kMaxChannelVectors = 2;
 #endif
 
 typedef float Vec __attribute__((vector_size(kLanes * sizeof(float))));
@@ -339,8 +342,13 @@ void weight_grad_images(const Geometry& g, const float* xp, const Grad& grad, fl
 }
 
 // ------------------------------------------------------------------------- dispatch
-// Vectors of output channels per register tile: all of them up to 4 (64 channels in zmm).
-int channel_vectors(int64_t f) { return static_cast<int>(std::min<int64_t>(f / kLanes, 4)); }
+// Vectors of output channels per register tile: the most, up to kMaxChannelVectors, that divide
+// the channels evenly (tiles step through the channels by that many vectors).
+int channel_vectors(int64_t f) {
+  for (int fb = kMaxChannelVectors; fb > 1; --fb)
+    if ((f / kLanes) % fb == 0) return fb;
+  return 1;
+}
 
 // Runs body(worker, n0, n1) over images [0, n) on `workers` workers (this thread and pool
 // threads), which take blocks of images from a shared counter: on a machine whose cores are
