@@ -150,14 +150,13 @@ def test_native_rejects_what_it_cannot_run_by_name():
     x, params = _inputs((1, 8, 8, 3), (3, 3), 10)
     with pytest.raises(ValueError, match=r"impl='native'.*C_out=10"):
         conv.conv2d(x, params, padding=1, impl="native")
-    jax.config.update("jax_enable_x64", True)
-    try:
-        x64, params64 = _inputs((1, 8, 8, 3), (3, 3), 16, dtype=np.float64)
-        with pytest.raises(ValueError, match=r"impl='native'.*float64"):
-            conv.conv2d(x64, params64, padding=1, impl="native")
-        assert conv.default_impl(3, 3, 16, jnp.float64) != "native"
-    finally:
-        jax.config.update("jax_enable_x64", False)
+
+
+def test_native_rejects_float64_by_name(x64):
+    x, params = _inputs((1, 8, 8, 3), (3, 3), 16, dtype=np.float64)
+    with pytest.raises(ValueError, match=r"impl='native'.*float64"):
+        conv.conv2d(x, params, padding=1, impl="native")
+    assert conv.default_impl(3, 3, 16, jnp.float64) != "native"
 
 
 def _fresh_process(code: str, **env: str) -> subprocess.CompletedProcess:

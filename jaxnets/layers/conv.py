@@ -182,7 +182,7 @@ def default_impl(
     if jax.default_backend() != "cpu":
         return "lax"
     if not xla_only and c_out is not None and dtype is not None:
-        if native.supports(dtype, dtype, c_out):
+        if native.supports(dtype, c_out):
             return "native"
     return "matmul" if kernel_w * c_in < 32 else "mixed"
 
@@ -239,7 +239,7 @@ def _chosen_impl(x: Array, params: Params, win: Window, impl: str) -> str:
     dtype = jnp.result_type(x, w, b)
     if impl in ("auto", "xla"):
         impl = default_impl(x.shape[3], win.size[1], w.shape[3], dtype, xla_only=impl == "xla")
-    if impl == "native" and not native.supports(dtype, jnp.float32, w.shape[3]):
+    if impl == "native" and not native.supports(dtype, w.shape[3]):
         reason = native.unavailable_reason()
         raise ValueError(
             f"conv2d: impl='native' runs float32 on the CPU with C_out a multiple of "

@@ -15,6 +15,7 @@ import functools
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -58,11 +59,12 @@ def available() -> bool:
     return unavailable_reason() is None
 
 
-def supports(x_dtype, w_dtype, c_out: int) -> bool:
-    """Whether a convolution can run natively: float32 on the CPU, C_out a multiple of 16."""
+def supports(dtype: Any, c_out: int) -> bool:
+    """Whether a convolution computed in `dtype` can run natively: float32 on the CPU, C_out a
+    multiple of 16."""
     return (
         jax.default_backend() == "cpu"
-        and jnp.dtype(x_dtype) == jnp.dtype(w_dtype) == jnp.float32
+        and jnp.dtype(dtype) == jnp.float32
         and c_out % CHANNEL_MULTIPLE == 0
         and available()
     )

@@ -24,6 +24,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <memory>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -354,6 +356,18 @@ int channel_vectors(int64_t f) {
 // threads), which take blocks of images from a shared counter: on a machine whose cores are
 // unevenly loaded (a VM whose host steals time) a fixed split would wait for the slowest core.
 // The last worker to finish runs `finish` and then completes the returned future.
+// Calls body(std::integral_constant<int, FB>{}) for the run-time fb in 1..4, so the kernels
+// can take FB as a template parameter.
+template <typename Body>
+void with_channel_vectors(int fb, Body body) {
+  switch (fb) {
+    case 1: body(std::integral_constant<int, 1>{}); break;
+    case 2: body(std::integral_constant<int, 2>{}); break;
+    case 3: body(std::integral_constant<int, 3>{}); break;
+    default: body(std::integral_constant<int, 4>{}); break;
+  }
+}
+
 // Images per block: about 8 blocks per worker, so a slow core holds up the rest by 1/8 at most.
 int64_t block_size(int64_t n, int64_t workers) { return std::max<int64_t>(1, n / (8 * workers)); }
 
@@ -442,12 +456,9 @@ ffi::Future Conv2dForward(ffi::ThreadPool pool, ffi::Buffer<ffi::F32> xp, ffi::B
   float* o_data = out->typed_data();
   const int fb = channel_vectors(g.f);
   return run_workers(pool, g.n, pool_chunks(pool), [=](int64_t, int64_t n0, int64_t n1) {
-    switch (fb) {
-      case 1: forward_images<1>(g, x_data, w_data, b_data, o_data, n0, n1); break;
-      case 2: forward_images<2>(g, x_data, w_data, b_data, o_data, n0, n1); break;
-      case 3: forward_images<3>(g, x_data, w_data, b_data, o_data, n0, n1); break;
-      default: forward_images<4>(g, x_data, w_data, b_data, o_data, n0, n1); break;
-    }
+    with_channel_vectors(fb, [&](auto FB) {
+      forward_images<FB>(g, x_data, w_data, b_data, o_data, n0, n1);
+    });
   });
 }
 
@@ -495,12 +506,9 @@ ffi::Future weight_grad(ffi::ThreadPool pool, const Geometry& g, const float* xp
       pool, g.n, workers,
       [=](int64_t, int64_t n0, int64_t n1) {
         float* sum = sums->data() + (n0 / grain) * size;
-        switch (fb) {
-          case 1: weight_grad_images<1>(g, xp, grad, sum, n0, n1); break;
-          case 2: weight_grad_images<2>(g, xp, grad, sum, n0, n1); break;
-          case 3: weight_grad_images<3>(g, xp, grad, sum, n0, n1); break;
-          default: weight_grad_images<4>(g, xp, grad, sum, n0, n1); break;
-        }
+        with_channel_vectors(fb, [&](auto FB) {
+          weight_grad_images<FB>(g, xp, grad, sum, n0, n1);
+        });
       },
       [=] {
         std::copy(sums->data(), sums->data() + size, dw);
