@@ -2,12 +2,17 @@
 
 Experiments and the heavier commands live in their own modules, imported only when they run,
 so `jaxnets --help` is quick. Each such module has `add_arguments(parser)` and `run(args) -> int`.
+
+Errors the user can act on (a bad flag, file, dataset or run folder: `jaxnets.errors`, and the
+data readers' DatasetNotFoundError / DatasetFormatError) print one line and exit 2; Ctrl-C prints
+one line and exits 130. `--debug` anywhere on the line (or JAXNETS_DEBUG=1) shows tracebacks.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -50,17 +55,51 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with a bad flag reported in one line (no usage block above it)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    # Imported only when an error is being handled: the data readers pull in numpy.
+    from jaxnets.data.images import DatasetFormatError, DatasetNotFoundError
+    from jaxnets.errors import JaxnetsError
+    from jaxnets.models.torch_import import StateDictMismatchError
+
+    return JaxnetsError, DatasetNotFoundError, DatasetFormatError, StateDictMismatchError
+
+
 def _run_module(module_name: str, prog: str, description: str, argv: Sequence[str]) -> int:
     module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser = ArgumentParser(prog=prog, description=description)
     module.add_arguments(parser)
-    return module.run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    debug = os.environ.get("JAXNETS_DEBUG", "") not in ("", "0")
+    try:
+        return module.run(args)
+    except KeyboardInterrupt as exc:
+        if debug:
+            raise
+        print(f"{prog}: {exc or 'interrupted'}", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if debug or not isinstance(exc, _user_errors()):
+            raise
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return getattr(exc, "exit_code", 2)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="jaxnets",
         description="Neural-network coursework in JAX with hand-derived backprop you can audit.",
+    )
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="show the full traceback of an error (also JAXNETS_DEBUG=1)",
     )
     parser.add_argument(
         "--distributed",
@@ -86,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in argv:  # accepted after the subcommand too, where users type it
+        argv.remove("--debug")
+        os.environ["JAXNETS_DEBUG"] = "1"
     args, rest = build_parser().parse_known_args(argv)
     if args.distributed:
         import jax

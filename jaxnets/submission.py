@@ -34,6 +34,8 @@ def write_submission(labels: Sequence[int] | np.ndarray, path: str | os.PathLike
     if labels.size and not np.all(np.equal(np.mod(labels, 1), 0)):
         raise ValueError("labels must be whole numbers (class indices)")
     path = pathlib.Path(path)
+    if path.is_dir():
+        raise ValueError(f"--out {path} is a folder: name the file, e.g. {path / 'submission.csv'}")
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = "".join(f"{i},{int(c)}\n" for i, c in enumerate(labels, start=1))
     path.write_text("Id,Category\n" + rows)

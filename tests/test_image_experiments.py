@@ -21,6 +21,7 @@ from experiments.images.config import get_config
 from jaxnets import cli, optim
 from jaxnets.data.images import load_digits
 from jaxnets.data.pipeline import channel_stats, iterate_batches
+from jaxnets.errors import ConfigError
 from jaxnets.models.cnn import FashionCNN, LeNet5, ResNet9, create_model, first_conv
 from jaxnets.models.three_layer_convnet import (
     ThreeLayerConvNet,
@@ -227,7 +228,7 @@ def test_command_line_flags_map_onto_the_config():
     assert (config.learning_rate, config.epochs, config.augment) == (0.1, 3, False)
     assert config.model_options == {"width": 16} and config.limit_train == 500
     assert config.optimizer == get_config("cifar10").optimizer  # unset flags keep the defaults
-    with pytest.raises(SystemExit, match="--width applies to --model resnet9 only"):
+    with pytest.raises(ConfigError, match="--width applies to --model resnet9 only"):
         main.config_from_args(parser.parse_args(["--model", "lenet5", "--width", "8"]), "cifar10")
 
 

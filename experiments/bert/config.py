@@ -21,6 +21,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from jaxnets.errors import ConfigError
+
 
 @dataclasses.dataclass(frozen=True)
 class PretrainConfig:
@@ -156,7 +158,7 @@ FINETUNE_PRESETS: dict[str, dict[str, Any]] = {
 
 def _check(name: str, presets: dict[str, dict[str, Any]]) -> dict[str, Any]:
     if name not in presets:
-        raise ValueError(f"unknown preset {name!r}; choose from {sorted(presets)}")
+        raise ConfigError(f"unknown preset {name!r}; choose from {sorted(presets)}")
     return presets[name]
 
 
@@ -164,7 +166,7 @@ def get_pretrain_config(preset: str = "cpu", **overrides: Any) -> PretrainConfig
     config = dataclasses.replace(PretrainConfig(), **_check(preset, PRETRAIN_PRESETS))
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     if config.steps < 1 or config.steps_per_epoch < 1:
-        raise ValueError("steps and steps_per_epoch must be positive")
+        raise ConfigError("steps and steps_per_epoch must be positive")
     return config
 
 
@@ -176,7 +178,7 @@ def get_finetune_config(preset: str = "cpu", **overrides: Any) -> FinetuneConfig
     if config.pretrained is not None and config.pretrained.lower() == "none":
         config = dataclasses.replace(config, pretrained=None)
     if config.head not in ("cls", "mean", "gru"):
-        raise ValueError(f"head must be 'cls', 'mean' or 'gru', got {config.head!r}")
+        raise ConfigError(f"head must be 'cls', 'mean' or 'gru', got {config.head!r}")
     if config.epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {config.epochs}")
+        raise ConfigError(f"epochs must be >= 1, got {config.epochs}")
     return config

@@ -10,6 +10,16 @@ from __future__ import annotations
 import argparse
 
 from experiments.bert.config import FINETUNE_PRESETS, get_finetune_config
+from jaxnets.flags import (
+    add_run_folder_arguments,
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    optimizer_name,
+    positive_float,
+    positive_int,
+    unit_fraction,
+)
 from jaxnets.training.precision import add_compute_dtype_argument
 
 _FIELDS = (
@@ -23,8 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("model", choices=["bert"], help="what to fine-tune")
     add("--preset", default="cpu", choices=sorted(FINETUNE_PRESETS), help="default: cpu")
-    add("--out", default="runs/bert-imdb", help="run folder (default: runs/bert-imdb)")
-    add("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    add_run_folder_arguments(parser, "runs/bert-imdb")
     add("--pretrained", help="pretrain run folder, or 'none' (default: runs/bert-pretrain)")
     add(
         "--hf-checkpoint", help="a local Hugging Face BERT folder (config.json, weights, vocab.txt)"
@@ -35,22 +44,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="[CLS] or mean pooling, or the course's bidirectional GRU",
     )
     add("--freeze-encoder", action=argparse.BooleanOptionalAction, help="train the head only")
-    add("--max-len", type=int, help="tokens per review (default: 128)")
+    add("--max-len", type=positive_int, help="tokens per review (default: 128)")
     add("--truncation", choices=["head", "head+tail"], help="which tokens long reviews keep")
-    add("--batch-size", type=int)
-    add("--epochs", type=int)
-    add("--optimizer", help="adam, adamw, ... or optax:<name>")
-    add("--lr", "--learning-rate", dest="learning_rate", type=float)
+    add("--batch-size", type=positive_int)
+    add("--epochs", type=positive_int)
+    add("--optimizer", type=optimizer_name, help="adam, adamw, ... or optax:<name>")
+    add("--lr", "--learning-rate", dest="learning_rate", type=positive_float)
     add("--schedule", choices=["constant", "cosine", "onecycle", "step"])
-    add("--weight-decay", type=float)
-    add("--dropout", type=float)
-    add("--val-fraction", type=float, help="of the train reviews (default: 0.3)")
-    add("--limit-train", type=int, metavar="N", help="use N train reviews (quick runs)")
-    add("--limit-eval", type=int, metavar="N", help="use N validation and N test reviews")
+    add("--weight-decay", type=non_negative_float)
+    add("--dropout", type=unit_fraction)
+    add("--val-fraction", type=fraction, help="of the train reviews (default: 0.3)")
+    add("--limit-train", type=positive_int, metavar="N", help="use N train reviews (quick runs)")
+    add("--limit-eval", type=positive_int, metavar="N", help="use N validation and N test reviews")
     add("--data-dir", help="folder with the IMDB archive (default: ../shared/data)")
     add("--source", choices=["auto", "files", "tfds"])
     add_compute_dtype_argument(parser)
-    add("--seed", type=int)
+    add("--seed", type=non_negative_int)
     add("--baseline", action="store_true", help="also fit a TF-IDF bag-of-words baseline")
     add("--no-progress", action="store_true", help="no progress bar")
 
@@ -66,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         config,
         args.out,
         resume=args.resume,
+        overwrite=args.overwrite,
         progress=not args.no_progress,
         console=console,
         baseline=args.baseline,

@@ -10,6 +10,13 @@ from __future__ import annotations
 import argparse
 
 from experiments.bert.config import PRETRAIN_PRESETS, get_pretrain_config
+from jaxnets.flags import (
+    add_run_folder_arguments,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    unit_fraction,
+)
 from jaxnets.training.precision import add_compute_dtype_argument
 
 _FIELDS = (
@@ -23,35 +30,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("model", choices=["bert"], help="what to pretrain")
     add("--preset", default="cpu", choices=sorted(PRETRAIN_PRESETS), help="default: cpu")
-    add("--out", default="runs/bert-pretrain", help="run folder (default: runs/bert-pretrain)")
-    add("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    add_run_folder_arguments(parser, "runs/bert-pretrain")
     add("--corpus", help="comma-separated: imdb, tinyshakespeare, wikitext2 (default: imdb)")
-    add("--vocab-size", type=int, help="WordPiece vocabulary to train (default: 8192)")
+    add("--vocab-size", type=positive_int, help="WordPiece vocabulary to train (default: 8192)")
     add(
         "--vocab",
         help="a BERT vocab.txt, or an earlier run's tokenizer.json, to use instead of training "
         "a tokenizer (training can break frequency ties differently from run to run)",
     )
-    add("--max-len", type=int, help="tokens per sequence (default: 128)")
-    add("--embed-dim", type=int)
-    add("--num-heads", type=int)
-    add("--num-layers", type=int)
-    add("--ff-dim", type=int)
-    add("--dropout", type=float)
+    add("--max-len", type=positive_int, help="tokens per sequence (default: 128)")
+    add("--embed-dim", type=positive_int)
+    add("--num-heads", type=positive_int)
+    add("--num-layers", type=positive_int)
+    add("--ff-dim", type=positive_int)
+    add("--dropout", type=unit_fraction)
     add("--positions", choices=["sinusoidal", "learned"])
     add("--norm-first", action=argparse.BooleanOptionalAction, help="pre-LN blocks")
-    add("--batch-size", type=int)
-    add("--steps", type=int, help="optimizer steps (default: 600)")
-    add("--steps-per-epoch", type=int, help="steps between validations/checkpoints")
-    add("--lr", "--learning-rate", dest="learning_rate", type=float)
-    add("--warmup-steps", type=int)
-    add("--limit-documents", type=int, metavar="N", help="use the first N documents")
+    add("--batch-size", type=positive_int)
+    add("--steps", type=positive_int, help="optimizer steps (default: 600)")
+    add("--steps-per-epoch", type=positive_int, help="steps between validations/checkpoints")
+    add("--lr", "--learning-rate", dest="learning_rate", type=positive_float)
+    add("--warmup-steps", type=non_negative_int)
+    add("--limit-documents", type=positive_int, metavar="N", help="use the first N documents")
     add(
         "--data-dir",
         help="folder with imdb/, tinyshakespeare/, wikitext2/ (default: ../shared/data)",
     )
     add_compute_dtype_argument(parser)
-    add("--seed", type=int)
+    add("--seed", type=non_negative_int)
     add("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -66,7 +72,12 @@ def run(args: argparse.Namespace) -> int:
     config = get_pretrain_config(args.preset, **overrides)
     console = Console()
     results = pretrain(
-        config, args.out, resume=args.resume, progress=not args.no_progress, console=console
+        config,
+        args.out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        console=console,
     )
     console.print(
         f"validation MLM loss [bold]{results['val_mlm_loss']:.3f}[/] (started at "

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 import os
 import pathlib
@@ -32,6 +31,7 @@ from experiments.bert.config import FinetuneConfig, PretrainConfig
 from experiments.bert.plots import plot_attention
 from jaxnets.data.pipeline import epoch_permutation, pad_batch
 from jaxnets.data.text import TextSplits, load_corpus, load_imdb
+from jaxnets.errors import ConfigError, RunFolderError
 from jaxnets.models.bert import (
     BertClassifier,
     BertConfig,
@@ -46,7 +46,7 @@ from jaxnets.text.tokenizer import WordPieceTokenizer, chunk_documents
 from jaxnets.training.metrics import Mean
 from jaxnets.training.plots import plot_curves
 from jaxnets.training.precision import set_compute_dtype
-from jaxnets.training.run_dir import RunDir, write_json_atomic
+from jaxnets.training.run_dir import RunDir, read_json, resume_config, write_json_atomic
 from jaxnets.training.schedules import make_schedule
 from jaxnets.training.trainer import Trainer
 
@@ -84,8 +84,8 @@ def _create(factory) -> Any:
 
 def _read_json(path: pathlib.Path) -> dict[str, Any]:
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist: is {path.parent} a finished run folder?")
-    return json.loads(path.read_text())
+        raise RunFolderError(f"{path} does not exist: is {path.parent} a finished run folder?")
+    return read_json(path)
 
 
 # ----------------------------------------------------------------------------- pretraining data
@@ -228,6 +228,14 @@ def _attention_figure(
 
 
 # ----------------------------------------------------------------------------- pretraining
+# Settings a resumed run may change: where the data lives and how big evaluation batches are.
+RESUME_FREE_FIELDS = ("data_dir", "source", "eval_batch_size")
+
+
+def _claim(out_dir, command: str, config: Any, resume: bool, overwrite: bool) -> RunDir:
+    return RunDir(out_dir).claim(command, config.to_dict(), resume=resume, overwrite=overwrite)
+
+
 def _classic_threefry(fn):
     """Run `fn` with the classic (non-partitionable) threefry PRNG on one device: every dropout
     mask and MLM corruption is random bits, and XLA on CPU compiles those faster (measured: the
@@ -251,6 +259,7 @@ def pretrain(
     out_dir: str | os.PathLike,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     console: Console | None = None,
 ) -> dict[str, Any]:
@@ -259,7 +268,8 @@ def pretrain(
     attention.png, results.json) and return the results."""
     console = console or Console()
     started = time.perf_counter()
-    run = RunDir(out_dir)
+    run = _claim(out_dir, "pretrain bert", config, resume, overwrite)
+    config = resume_config(config, run.stored, RESUME_FREE_FIELDS, say=console.print)
     documents: list[str] = []
     for name in config.corpus:
         docs = load_corpus(name, config.data_dir)
@@ -267,6 +277,7 @@ def pretrain(
         documents += docs
     if config.limit_documents:
         documents = documents[: config.limit_documents]
+    run.start()
 
     tok_start = time.perf_counter()
     if resume and run.file("tokenizer.json").exists():
@@ -383,7 +394,6 @@ def pretrain(
         "device": jax.devices()[0].device_kind,
         "config": config.to_dict(),
     }
-    run.write_results(results)
     plot_curves(
         [{"step": 0, "val_loss": initial["loss"]}, *records],
         run.file("mlm_loss.png"),
@@ -395,6 +405,7 @@ def pretrain(
         title="BERT masked-language-model pretraining",
     )
     _attention_figure(run, model, tokenizer, "pretrained BERT: attention per layer (rows) and head")
+    run.finish(results)
     return results
 
 
@@ -495,6 +506,7 @@ def finetune(
     out_dir: str | os.PathLike,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     console: Console | None = None,
     baseline: bool = False,
@@ -504,15 +516,17 @@ def finetune(
     attention.png."""
     console = console or Console()
     started = time.perf_counter()
-    run = RunDir(out_dir)
+    run = _claim(out_dir, "finetune bert", config, resume, overwrite)
+    config = resume_config(config, run.stored, RESUME_FREE_FIELDS, say=console.print)
     splits = load_imdb(
         config.data_dir, source=config.source, val_fraction=config.val_fraction, seed=config.seed
     )
     splits = _limit(splits, config.limit_train, config.limit_eval, config.seed)
     console.print(splits.describe())
     tokenizer, bert_config, load_encoder = _encoder(config, splits, console)
+    run.start()
     if bert_config.positions == "learned" and config.max_len > bert_config.max_len:
-        raise ValueError(
+        raise ConfigError(
             f"max_len {config.max_len} exceeds the encoder's learned positions "
             f"({bert_config.max_len})"
         )
@@ -658,11 +672,11 @@ def finetune(
     if baseline:
         results.update(bag_of_words_baseline(splits))
         console.print(f"bag-of-words baseline: test accuracy {results['bow_test_accuracy']:.4f}")
-    run.write_results(results)
     plot_curves(records, run.file("curves.png"), title="IMDB fine-tuning")
     _attention_figure(
         run, model.bert, tokenizer, "fine-tuned encoder: attention per layer (rows) and head"
     )
+    run.finish(results)
     return results
 
 
@@ -672,7 +686,9 @@ def _load_classifier(run_dir: str) -> tuple[BertClassifier, WordPieceTokenizer, 
     folder = pathlib.Path(run_dir)
     meta = _read_json(folder / "config.json")
     if "classifier" not in meta:
-        raise ValueError(f"{folder} is not a fine-tuned run (its config.json has no classifier)")
+        raise RunFolderError(
+            f"{folder} is not a fine-tuned run (its config.json has no classifier)"
+        )
     bert_config = BertConfig.from_dict(meta["model"])
     model = _create(
         lambda: BertClassifier(

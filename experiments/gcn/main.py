@@ -12,6 +12,16 @@ from __future__ import annotations
 
 import argparse
 
+from jaxnets.errors import ConfigError
+from jaxnets.flags import (
+    add_run_folder_arguments,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    unit_fraction,
+)
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -24,19 +34,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="data",
         help="folder holding the dataset, or planetoid/, enzymes/, ogb/ subfolders",
     )
-    parser.add_argument("--out", default=None, help="run folder (default runs/gcn-DATASET)")
+    # Each seed trains in seconds to minutes and keeps only its best epoch: no --resume.
+    add_run_folder_arguments(parser, None, resume=False)
     parser.add_argument(
-        "--seeds", type=int, default=1, help="runs with seeds seed..seed+N-1; mean and std reported"
+        "--seeds",
+        type=positive_int,
+        default=1,
+        help="runs with seeds seed..seed+N-1; mean and std reported",
     )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int)
-    parser.add_argument("--hidden", type=int)
-    parser.add_argument("--num-layers", type=int)
-    parser.add_argument("--dropout", type=float)
-    parser.add_argument("--input-dropout", type=float)
-    parser.add_argument("--lr", type=float, dest="learning_rate")
-    parser.add_argument("--weight-decay", type=float)
-    parser.add_argument("--batch-size", type=int, help="graphs per step (graph datasets)")
+    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--epochs", type=positive_int)
+    parser.add_argument("--hidden", type=positive_int)
+    parser.add_argument("--num-layers", type=positive_int)
+    parser.add_argument("--dropout", type=unit_fraction)
+    parser.add_argument("--input-dropout", type=unit_fraction)
+    parser.add_argument("--lr", type=positive_float, dest="learning_rate")
+    parser.add_argument("--weight-decay", type=non_negative_float)
+    parser.add_argument("--batch-size", type=positive_int, help="graphs per step (graph datasets)")
     parser.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--normalize-features", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument(
@@ -58,11 +72,8 @@ def run(args: argparse.Namespace) -> int:
 
     from experiments.gcn.config import get_config
     from experiments.gcn.train import train_and_evaluate
-    from jaxnets.data.images import DatasetFormatError, DatasetNotFoundError
 
     console = Console()
-    if args.seeds < 1:
-        raise SystemExit("--seeds must be at least 1")
     names = (
         "epochs",
         "hidden",
@@ -81,15 +92,16 @@ def run(args: argparse.Namespace) -> int:
             args.dataset, seed=args.seed, seeds=args.seeds, **{n: getattr(args, n) for n in names}
         )
     except ValueError as e:
-        raise SystemExit(f"error: {e}") from None
+        raise ConfigError(str(e)) from None
     out = args.out or f"runs/gcn-{args.dataset.lower()}"
-    try:
-        results = train_and_evaluate(
-            config, args.data_dir, out, download=args.download, console=console
-        )
-    except (DatasetNotFoundError, DatasetFormatError) as e:
-        console.print(f"[red]error:[/] {e}")
-        return 2
+    results = train_and_evaluate(
+        config,
+        args.data_dir,
+        out,
+        download=args.download,
+        overwrite=args.overwrite,
+        console=console,
+    )
 
     metric = results["metric"]
     table = Table(title=f"GCN on {config.dataset} (best epoch by validation {metric})")

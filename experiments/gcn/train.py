@@ -38,9 +38,11 @@ from jaxnets.data.graphs import (
     load_graph_dataset,
     row_normalize,
 )
+from jaxnets.errors import TrainingDiverged
 from jaxnets.layers.graph import SparseMatrix, to_sparse
 from jaxnets.models.gcn import GCNGraphClassifier, GCNNodeClassifier
 from jaxnets.training.checkpoints import Checkpoints
+from jaxnets.training.metrics import loss_diverged
 from jaxnets.training.plots import plot_curves
 from jaxnets.training.run_dir import RunDir
 from jaxnets.training.sharding import default_mesh, replicate, shard_batch
@@ -256,6 +258,11 @@ def train_one_seed(task: _Task, seed: int, run: RunDir, progress: Progress) -> d
     best, best_state = None, None
     for epoch in range(1, config.epochs + 1):
         train_loss = task.train_epoch(model, optimizer, rng)
+        if loss_diverged(train_loss):
+            raise TrainingDiverged(
+                f"seed {seed} diverged in epoch {epoch}: the training loss is {train_loss:.3g}. "
+                f"Try a lower learning rate (--lr, now {config.learning_rate:g})"
+            )
         record = {
             "epoch": epoch,
             "train_step_loss": train_loss,
@@ -332,16 +339,18 @@ def train_and_evaluate(
     out_dir: str | os.PathLike,
     *,
     download: bool = False,
+    overwrite: bool = False,
     console: Console | None = None,
 ) -> dict[str, Any]:
     """Run config.seeds seeds, write OUT/results.json (with *_mean/*_std over seeds) and
     OUT/curves.png; each seed's metrics, checkpoints, predictions.csv and curves.png go to
-    OUT/seed_<seed>/."""
+    OUT/seed_<seed>/. overwrite: replace a run already in OUT (else it is refused)."""
+    out = RunDir(out_dir).claim("train gcn", dataclasses.asdict(config), overwrite=overwrite)
     dataset = load_graph_dataset(
         config.dataset, data_dir, download=download, use_node_attr=config.use_node_attr
     )
     task = _Task(dataset, config)
-    out = RunDir(out_dir)
+    out.start()
     runs = []
     with Progress(
         TextColumn("{task.description}"),
@@ -352,7 +361,11 @@ def train_and_evaluate(
     ) as progress:
         for k in range(config.seeds):
             seed = config.seed + k
-            runs.append(train_one_seed(task, seed, RunDir(out.path / f"seed_{seed}"), progress))
+            try:
+                runs.append(train_one_seed(task, seed, RunDir(out.path / f"seed_{seed}"), progress))
+            except TrainingDiverged:
+                out.set_status("diverged", diverged_seed=seed)
+                raise
 
     results = {
         "experiment": "gcn",
@@ -374,8 +387,8 @@ def train_and_evaluate(
         source=dataset.source,
         split_sizes={s: len(i) for s, i in task.splits.items()},
     )
-    out.write_results(results)
     _plot_seeds(out, runs, task.metric, config.dataset)
+    out.finish(results)
     return results
 
 

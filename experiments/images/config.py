@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from jaxnets.errors import ConfigError
+
 
 @dataclasses.dataclass(frozen=True)
 class ImageConfig:
@@ -81,5 +83,5 @@ DEFAULTS: dict[str, ImageConfig] = {
 
 def get_config(name: str, **overrides: Any) -> ImageConfig:
     if name not in DEFAULTS:
-        raise ValueError(f"no image experiment {name!r}; known: {', '.join(DEFAULTS)}")
+        raise ConfigError(f"no image experiment {name!r}; known: {', '.join(DEFAULTS)}")
     return dataclasses.replace(DEFAULTS[name], **overrides)

@@ -20,6 +20,7 @@ from jaxnets.data.pipeline import (
     stratified_split_indices,
     train_val_split,
 )
+from jaxnets.errors import ConfigError
 
 
 @dataclasses.dataclass
@@ -105,7 +106,7 @@ def _subset(images: np.ndarray, labels: np.ndarray, limit: int | None, seed: int
     if limit is None or limit >= len(labels):
         return images, labels
     if limit <= 0:
-        raise ValueError(f"limit must be positive, got {limit}")
+        raise ConfigError(f"limit must be positive, got {limit}")
     # The complement of a stratified "validation" part of size N - limit keeps class balance.
     keep, _ = stratified_split_indices(labels, 1 - limit / len(labels), seed)
     return images[keep], labels[keep]

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from experiments.images.config import DEFAULTS, ImageConfig, get_config
+from jaxnets.errors import ConfigError
+from jaxnets.flags import (
+    add_run_folder_arguments,
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    optimizer_name,
+    positive_float,
+    positive_int,
+    unit_fraction,
+)
 from jaxnets.training.precision import add_compute_dtype_argument
 
 SCHEDULE_NAMES = ("constant", "cosine", "onecycle", "step")
@@ -41,38 +51,64 @@ _FIELDS = {
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     d: ImageConfig = DEFAULTS[name]
     add = parser.add_argument
-    add("--out", default=f"runs/{name}", help=f"run folder (default: runs/{name})")
-    add("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    add_run_folder_arguments(parser, f"runs/{name}")
     add("--model", choices=MODEL_NAMES, help=f"network (default: {d.model})")
-    add("--width", type=int, help="resnet9 base width (default: 64)")
-    add("--epochs", type=int, help=f"default: {d.epochs}")
-    add("--batch-size", type=int, help=f"default: {d.batch_size}")
+    add("--width", type=positive_int, help="resnet9 base width (default: 64)")
+    add("--epochs", type=positive_int, help=f"default: {d.epochs}")
+    add("--batch-size", type=positive_int, help=f"default: {d.batch_size}")
     add(
         "--optimizer",
+        type=optimizer_name,
         help=f"sgd, sgd_momentum, rmsprop, adam, adamw or optax:<name> (default: {d.optimizer})",
     )
-    add("--lr", "--learning-rate", dest="lr", type=float, help=f"default: {d.learning_rate:g}")
+    add(
+        "--lr",
+        "--learning-rate",
+        dest="lr",
+        type=positive_float,
+        help=f"default: {d.learning_rate:g}",
+    )
     add(
         "--schedule", choices=SCHEDULE_NAMES, help=f"learning-rate schedule (default: {d.schedule})"
     )
-    add("--warmup-epochs", type=float, help=f"linear warmup (default: {d.warmup_epochs:g})")
-    add("--momentum", type=float, help=f"for sgd_momentum / optax:sgd (default: {d.momentum})")
+    add(
+        "--warmup-epochs",
+        type=non_negative_float,
+        help=f"linear warmup (default: {d.warmup_epochs:g})",
+    )
+    add(
+        "--momentum",
+        type=unit_fraction,
+        help=f"for sgd_momentum / optax:sgd (default: {d.momentum})",
+    )
     add(
         "--nesterov",
         action=argparse.BooleanOptionalAction,
         help=f"optax:sgd (default: {d.nesterov})",
     )
-    add("--weight-decay", type=float, help=f"L2 on kernels (default: {d.weight_decay:g})")
-    add("--label-smoothing", type=float, help=f"default: {d.label_smoothing:g}")
+    add(
+        "--weight-decay",
+        type=non_negative_float,
+        help=f"L2 on kernels (default: {d.weight_decay:g})",
+    )
+    add("--label-smoothing", type=unit_fraction, help=f"default: {d.label_smoothing:g}")
     add(
         "--augment",
         action=argparse.BooleanOptionalAction,
         help=f"random crop + horizontal flip (default: {d.augment})",
     )
-    add("--crop-padding", type=int, help=f"random-crop padding (default: {d.crop_padding})")
-    add("--val-fraction", type=float, help=f"of the training images (default: {d.val_fraction:g})")
-    add("--limit-train", type=int, metavar="N", help="use N training images (quick runs)")
-    add("--limit-test", type=int, metavar="N", help="evaluate on N test images")
+    add(
+        "--crop-padding",
+        type=non_negative_int,
+        help=f"random-crop padding (default: {d.crop_padding})",
+    )
+    add(
+        "--val-fraction",
+        type=fraction,
+        help=f"of the training images (default: {d.val_fraction:g})",
+    )
+    add("--limit-train", type=positive_int, metavar="N", help="use N training images (quick runs)")
+    add("--limit-test", type=positive_int, metavar="N", help="evaluate on N test images")
     add(
         "--eval-checkpoint",
         choices=("last", "best"),
@@ -80,7 +116,7 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     )
     add("--data-dir", help="where the dataset's files (or a prepared TFDS copy) are")
     add("--source", choices=("auto", "files", "tfds"), help="data source (default: auto)")
-    add("--seed", type=int, help=f"default: {d.seed}")
+    add("--seed", type=non_negative_int, help=f"default: {d.seed}")
     add_compute_dtype_argument(parser, d.compute_dtype)
     add("--no-progress", action="store_true", help="no progress bar")
 
@@ -93,7 +129,7 @@ def config_from_args(args: argparse.Namespace, name: str) -> ImageConfig:
     }
     if args.width is not None:
         if overrides.get("model", DEFAULTS[name].model) != "resnet9":
-            raise SystemExit("--width applies to --model resnet9 only")
+            raise ConfigError("--width applies to --model resnet9 only")
         overrides["model_options"] = {**DEFAULTS[name].model_options, "width": args.width}
     return get_config(name, **overrides)
 
@@ -103,17 +139,17 @@ def run(args: argparse.Namespace, name: str) -> int:
     from rich.table import Table
 
     from experiments.images.train import train_and_evaluate
-    from jaxnets.data.images import DatasetFormatError, DatasetNotFoundError
 
     console = Console()
     config = config_from_args(args, name)
-    try:
-        results = train_and_evaluate(
-            config, args.out, resume=args.resume, progress=not args.no_progress, console=console
-        )
-    except (DatasetNotFoundError, DatasetFormatError) as exc:
-        print(f"jaxnets train {name}: {exc}", file=sys.stderr)
-        return 2
+    results = train_and_evaluate(
+        config,
+        args.out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        console=console,
+    )
 
     table = Table(title=f"{config.model} on {name}")
     table.add_column("metric")

@@ -21,14 +21,19 @@ from sklearn.metrics import confusion_matrix
 
 from experiments.images.config import ImageConfig
 from experiments.images.input_pipeline import ImageData, load_data
+from jaxnets.errors import ConfigError
 from jaxnets.models.cnn import create_model, first_layer_filters
 from jaxnets.optim import get_optimizer
 from jaxnets.training import plots
 from jaxnets.training.metrics import classification_metrics
 from jaxnets.training.precision import set_compute_dtype
-from jaxnets.training.run_dir import RunDir
+from jaxnets.training.run_dir import RunDir, resume_config
 from jaxnets.training.schedules import make_schedule
 from jaxnets.training.trainer import EpochCallback, Trainer, count_params
+
+# Settings a resumed run may change: they do not touch training (where the files are, which
+# checkpoint and how much of the test set is scored).
+RESUME_FREE_FIELDS = ("data_dir", "source", "eval_batch_size", "limit_test", "eval_checkpoint")
 
 
 def classification_loss(
@@ -87,25 +92,33 @@ def train_and_evaluate(
     out_dir: str | os.PathLike,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     console: Console | None = None,
     on_epoch_end: EpochCallback | None = None,
 ) -> dict[str, Any]:
     """Train per `config`, write the run folder, return the results (also in results.json).
 
-    resume: continue from out_dir's last checkpoint (same config and seed: same final result).
+    resume: continue out_dir's run from its last checkpoint, with that run's settings (those
+        of `config` that would change its training are ignored, and named): the same final
+        result as an uninterrupted run.
+    overwrite: delete a run already in out_dir first (else such a folder is refused).
     on_epoch_end(epoch, record): a hook after each checkpointed epoch (tests interrupt here).
     """
     if config.epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {config.epochs}")
+        raise ConfigError(f"epochs must be >= 1, got {config.epochs}")
     if config.eval_checkpoint not in ("last", "best"):
-        raise ValueError(
+        raise ConfigError(
             f"eval_checkpoint must be 'last' or 'best', got {config.eval_checkpoint!r}"
         )
     console = console or Console()
     started = time.perf_counter()
-    run = RunDir(out_dir)
+    run = RunDir(out_dir).claim(
+        f"train {config.dataset}", config.to_dict(), resume=resume, overwrite=overwrite
+    )
+    config = resume_config(config, run.stored, RESUME_FREE_FIELDS, say=console.print)
     data = load_data(config)
+    run.start()
     console.print(f"[bold]data source:[/] {data.source}")
     console.print(data.describe())
 
@@ -186,8 +199,8 @@ def train_and_evaluate(
         "class_names": data.class_names,
         "config": config.to_dict(),
     }
-    run.write_results(results)
     _write_figures(run, config, data, records, model, predictions, matrix)
+    run.finish(results)
     return results
 
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import math
+
+from jaxnets.errors import ConfigError
+from jaxnets.flags import add_run_folder_arguments, non_negative_int, positive_int
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", default="runs/iris", help="run folder (default: runs/iris)")
-    parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--batch-size", type=int, default=25)
-    parser.add_argument("--seed", type=int, default=0)
+    # Iris trains in seconds and keeps no checkpoints: no --resume.
+    add_run_folder_arguments(parser, "runs/iris", resume=False)
+    parser.add_argument("--epochs", type=positive_int, default=100)
+    parser.add_argument("--batch-size", type=positive_int, default=25)
+    parser.add_argument("--seed", type=non_negative_int, default=0)
     parser.add_argument(
         "--setting",
         action="append",
@@ -21,9 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _parse_setting(text: str) -> tuple[float, int]:
     try:
         lr, hidden = text.split(":")
-        return float(lr), int(hidden)
+        lr, hidden = float(lr), int(hidden)
     except ValueError:
-        raise SystemExit(f"--setting expects LR:HIDDEN such as 0.01:32, got {text!r}") from None
+        raise ConfigError(f"--setting expects LR:HIDDEN such as 0.01:32, got {text!r}") from None
+    if not (math.isfinite(lr) and lr > 0 and hidden >= 1):
+        raise ConfigError(f"--setting {text}: the learning rate must be > 0 and hidden >= 1")
+    return lr, hidden
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     config = get_config(**overrides)
     console = Console()
     with console.status(f"training {len(config.settings)} settings on Iris"):
-        results = train_and_evaluate(config, args.out)
+        results = train_and_evaluate(config, args.out, overwrite=args.overwrite)
 
     table = Table(title=f"Iris, two-layer net, {config.epochs} epochs (best by validation *)")
     for column in ("setting", "val acc", "test loss", "test acc", "seconds"):

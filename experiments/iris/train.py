@@ -6,6 +6,7 @@ the optimizer is the hand-written SGD with momentum from `jaxnets.optim`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from typing import Any
@@ -18,7 +19,9 @@ import optax
 from experiments.iris.config import IrisConfig
 from experiments.iris.input_pipeline import IrisSplits, load_splits
 from jaxnets import optim
+from jaxnets.errors import TrainingDiverged
 from jaxnets.models.two_layer import init_two_layer, two_layer_loss, two_layer_scores
+from jaxnets.training.metrics import loss_diverged
 from jaxnets.training.plots import plt
 from jaxnets.training.run_dir import RunDir
 
@@ -91,15 +94,30 @@ def train_one_setting(
     return params, history
 
 
-def train_and_evaluate(config: IrisConfig, out_dir: str | os.PathLike) -> dict[str, Any]:
-    """Run every setting, write metrics, plots and results.json, return the results."""
-    run = RunDir(out_dir)
-    run.reset_metrics()
+def train_and_evaluate(
+    config: IrisConfig, out_dir: str | os.PathLike, *, overwrite: bool = False
+) -> dict[str, Any]:
+    """Run every setting, write metrics, plots and results.json, return the results.
+
+    overwrite: replace an Iris run already in out_dir (else such a folder is refused)."""
+    run = RunDir(out_dir).claim("train iris", dataclasses.asdict(config), overwrite=overwrite)
     splits = load_splits(config.val_fraction, config.test_fraction, config.seed)
-    rows, curves = [], {}
+    # All settings train before anything is written: a diverging one leaves no folder behind.
+    trained = []
     for learning_rate, hidden in config.settings:
         start = time.perf_counter()
         params, history = train_one_setting(splits, config, learning_rate, hidden)
+        for record in history:
+            if loss_diverged(record["train_loss"]):
+                raise TrainingDiverged(
+                    f"setting lr={learning_rate:g} hidden={hidden} diverged in epoch "
+                    f"{record['epoch']}: the training loss is {record['train_loss']:.3g}. Try a "
+                    "lower learning rate (--setting LR:HIDDEN)"
+                )
+        trained.append((learning_rate, hidden, params, history, time.perf_counter() - start))
+    run.start()
+    rows, curves = [], {}
+    for learning_rate, hidden, params, history, seconds in trained:
         name = f"lr={learning_rate:g} hidden={hidden}"
         for record in history:
             run.log({"setting": name, **record})
@@ -113,7 +131,7 @@ def train_and_evaluate(config: IrisConfig, out_dir: str | os.PathLike) -> dict[s
                 "val_accuracy": history[-1]["val_accuracy"],
                 "test_loss": test_loss,
                 "test_accuracy": test_acc,
-                "seconds": time.perf_counter() - start,
+                "seconds": seconds,
             }
         )
         curves[name] = history
@@ -131,10 +149,10 @@ def train_and_evaluate(config: IrisConfig, out_dir: str | os.PathLike) -> dict[s
         "num_train": len(splits.x_train),
         "num_val": len(splits.x_val),
         "num_test": len(splits.x_test),
-        "config": {k: v for k, v in vars(config).items()},
+        "config": dataclasses.asdict(config),
     }
-    run.write_results(results)
     _plot(curves, run)
+    run.finish(results)
     return results
 
 

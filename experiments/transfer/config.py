@@ -20,6 +20,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from jaxnets.errors import ConfigError
+
 BACKBONES = ("alexnet", "resnet18", "resnet50")
 MODES = ("frozen", "unfrozen")
 IMAGENET_SIZE, CPU_SIZE = 224, 64
@@ -74,17 +76,17 @@ class TransferConfig:
 
     def validate(self) -> None:
         if self.backbone not in BACKBONES:
-            raise ValueError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
+            raise ConfigError(f"backbone must be one of {BACKBONES}, got {self.backbone!r}")
         if not self.modes or any(m not in MODES for m in self.modes):
-            raise ValueError(f"modes must be a non-empty subset of {MODES}, got {self.modes}")
+            raise ConfigError(f"modes must be a non-empty subset of {MODES}, got {self.modes}")
         if self.epochs < 1 or (self.pretrain_here and self.pretrain_epochs < 1):
-            raise ValueError("epochs and pretrain_epochs must be >= 1")
+            raise ConfigError("epochs and pretrain_epochs must be >= 1")
         if self.eval_checkpoint not in ("last", "best"):
-            raise ValueError(f"eval_checkpoint must be 'last' or 'best': {self.eval_checkpoint!r}")
+            raise ConfigError(f"eval_checkpoint must be 'last' or 'best': {self.eval_checkpoint!r}")
         if self.resolved_image_size < 32:
-            raise ValueError(f"image_size must be >= 32, got {self.resolved_image_size}")
+            raise ConfigError(f"image_size must be >= 32, got {self.resolved_image_size}")
         if self.backbone == "alexnet" and self.resolved_image_size < 63:
-            raise ValueError("AlexNet needs images of at least 63x63 pixels (--image-size)")
+            raise ConfigError("AlexNet needs images of at least 63x63 pixels (--image-size)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from experiments.transfer.config import BACKBONES, CPU_SIZE, IMAGENET_SIZE, MODES, TransferConfig
+from jaxnets.errors import ConfigError
+from jaxnets.flags import (
+    add_run_folder_arguments,
+    fraction,
+    non_negative_int,
+    optimizer_name,
+    positive_float,
+    positive_int,
+)
 
 # flag -> config field, for flags that override a field one to one.
 _FIELDS = {
@@ -47,8 +55,7 @@ def _classes(text: str) -> tuple[int, ...]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = TransferConfig()
     add = parser.add_argument
-    add("--out", default="runs/transfer", help="run folder (default: runs/transfer)")
-    add("--resume", action="store_true", help="continue from the run folders' last checkpoints")
+    add_run_folder_arguments(parser, "runs/transfer")
     add("--backbone", choices=BACKBONES, help=f"default: {d.backbone}")
     add(
         "--weights",
@@ -59,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add(
         "--image-size",
-        type=int,
+        type=positive_int,
         help=f"inputs are resized to this (default: {IMAGENET_SIZE} with a state_dict file, "
         f"{CPU_SIZE} otherwise)",
     )
@@ -69,11 +76,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="AlexNet's new classifier widths, e.g. 4096,1024 (the course's head, the default)",
     )
     add("--modes", help=f"comma-separated subset of {','.join(MODES)} (default: both)")
-    add("--epochs", type=int, help=f"transfer epochs per mode (default: {d.epochs})")
-    add("--batch-size", type=int, help=f"default: {d.batch_size}")
-    add("--optimizer", help=f"a jaxnets.optim name or optax:<name> (default: {d.optimizer})")
-    add("--lr", type=float, help=f"frozen run (default: {d.learning_rate:g})")
-    add("--finetune-lr", type=float, help=f"unfrozen run (default: {d.finetune_learning_rate:g})")
+    add("--epochs", type=positive_int, help=f"transfer epochs per mode (default: {d.epochs})")
+    add("--batch-size", type=positive_int, help=f"default: {d.batch_size}")
+    add(
+        "--optimizer",
+        type=optimizer_name,
+        help=f"a jaxnets.optim name or optax:<name> (default: {d.optimizer})",
+    )
+    add("--lr", type=positive_float, help=f"frozen run (default: {d.learning_rate:g})")
+    add(
+        "--finetune-lr",
+        type=positive_float,
+        help=f"unfrozen run (default: {d.finetune_learning_rate:g})",
+    )
     add("--schedule", choices=("constant", "cosine", "onecycle", "step"), help="default: cosine")
     add("--augment", action=argparse.BooleanOptionalAction, help="crop + flip (default: on)")
     add(
@@ -89,15 +104,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="transfer task (default: the classes outside the source when pretraining here, "
         "all 10 with --weights)",
     )
-    add("--pretrain-epochs", type=int, help=f"default: {d.pretrain_epochs}")
-    add("--pretrain-lr", type=float, help=f"default: {d.pretrain_learning_rate:g}")
-    add("--val-fraction", type=float, help=f"of the training images (default: {d.val_fraction:g})")
-    add("--limit-train", type=int, metavar="N", help="use N training images (quick runs)")
-    add("--limit-test", type=int, metavar="N", help="evaluate on N test images")
+    add("--pretrain-epochs", type=positive_int, help=f"default: {d.pretrain_epochs}")
+    add("--pretrain-lr", type=positive_float, help=f"default: {d.pretrain_learning_rate:g}")
+    add(
+        "--val-fraction",
+        type=fraction,
+        help=f"of the training images (default: {d.val_fraction:g})",
+    )
+    add("--limit-train", type=positive_int, metavar="N", help="use N training images (quick runs)")
+    add("--limit-test", type=positive_int, metavar="N", help="evaluate on N test images")
     add("--eval-checkpoint", choices=("last", "best"), help="default: best (by val accuracy)")
     add("--data-dir", help="CIFAR-10 folder (python batches or .npz files)")
     add("--source", choices=("auto", "files", "tfds"), help="data source (default: auto)")
-    add("--seed", type=int)
+    add("--seed", type=non_negative_int)
     add(
         "--submission",
         action="store_true",
@@ -126,7 +145,7 @@ def config_from_args(args: argparse.Namespace) -> TransferConfig:
     try:
         return get_config(**overrides)
     except ValueError as exc:
-        raise SystemExit(f"jaxnets train transfer: {exc}") from None
+        raise ConfigError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -134,28 +153,18 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from experiments.transfer.train import train_and_evaluate
-    from jaxnets.data.images import DatasetFormatError, DatasetNotFoundError
-    from jaxnets.models.torch_import import StateDictMismatchError
 
     console = Console()
     config = config_from_args(args)
-    try:
-        results = train_and_evaluate(
-            config,
-            args.out,
-            resume=args.resume,
-            progress=not args.no_progress,
-            submission=args.submission,
-            console=console,
-        )
-    except (
-        DatasetNotFoundError,
-        DatasetFormatError,
-        StateDictMismatchError,
-        FileNotFoundError,
-    ) as exc:
-        print(f"jaxnets train transfer: {exc}", file=sys.stderr)
-        return 2
+    results = train_and_evaluate(
+        config,
+        args.out,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
+        submission=args.submission,
+        console=console,
+    )
 
     size = results["image_size"]
     table = Table(

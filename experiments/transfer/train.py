@@ -37,6 +37,7 @@ from rich.console import Console
 from experiments.images.config import ImageConfig
 from experiments.images.input_pipeline import ImageData, load_data
 from experiments.transfer.config import TransferConfig
+from jaxnets.errors import ConfigError
 from jaxnets.models.alexnet import AlexNet
 from jaxnets.models.resnet import resnet
 from jaxnets.models.torch_import import load_pretrained
@@ -51,7 +52,7 @@ from jaxnets.training.freeze import (
     trainable_param_count,
 )
 from jaxnets.training.metrics import classification_metrics
-from jaxnets.training.run_dir import RunDir, write_json_atomic
+from jaxnets.training.run_dir import RunDir, resume_config, write_json_atomic
 from jaxnets.training.schedules import make_schedule
 from jaxnets.training.trainer import Trainer, count_params
 
@@ -61,6 +62,10 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32) * 255
 
 
 # ----------------------------------------------------------------------------- models
+# Settings a resumed run may change: they do not touch training.
+RESUME_FREE_FIELDS = ("data_dir", "source", "limit_test", "eval_checkpoint")
+
+
 def head_pattern(backbone: str) -> str:
     """Regex over "/"-joined parameter paths: the head a transfer replaces (and trains when
     frozen)."""
@@ -123,7 +128,7 @@ def load_backbone(model: nnx.Module, config: TransferConfig) -> str:
     if path.is_dir():
         meta = _backbone_meta(path)
         if meta.get("backbone", config.backbone) != config.backbone:
-            raise ValueError(f"{path} holds a {meta['backbone']} backbone, not {config.backbone}")
+            raise ConfigError(f"{path} holds a {meta['backbone']} backbone, not {config.backbone}")
         abstract = jax.tree.map(
             ocp.utils.to_shape_dtype_struct, nnx.state(model, _backbone_filter(config.backbone))
         )
@@ -158,7 +163,7 @@ def select_classes(data: ImageData, classes: Sequence[int]) -> ImageData:
     """Only the images of `classes`, relabelled 0..len(classes)-1 in that order."""
     classes = list(classes)
     if len(set(classes)) != len(classes) or not all(0 <= c < data.num_classes for c in classes):
-        raise ValueError(f"classes must be distinct ids in [0, {data.num_classes}): {classes}")
+        raise ConfigError(f"classes must be distinct ids in [0, {data.num_classes}): {classes}")
     remap = np.full(data.num_classes, -1, np.int32)
     remap[classes] = np.arange(len(classes))
     parts = {}
@@ -375,21 +380,28 @@ def train_and_evaluate(
     out_dir: str | os.PathLike,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     submission: bool = False,
     console: Console | None = None,
 ) -> dict[str, Any]:
-    """Pretrain (if no weights), transfer in each mode, write OUT/results.json and curves.png."""
+    """Pretrain (if no weights), transfer in each mode, write OUT/results.json and curves.png.
+
+    resume: continue the run in out_dir with its own settings; overwrite: replace it."""
     config.validate()
     console = console or Console()
     started, load_start = time.perf_counter(), _load_average()
-    out = pathlib.Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    run = RunDir(out_dir).claim(
+        "train transfer", config.to_dict(), resume=resume, overwrite=overwrite
+    )
+    config = resume_config(config, run.stored, RESUME_FREE_FIELDS, say=console.print)
+    out = run.path
     if config.image_size is None and config.weights and pathlib.Path(config.weights).is_dir():
         meta = _backbone_meta(pathlib.Path(config.weights))
         config = dataclasses.replace(config, image_size=meta.get("image_size"))
     size = config.resolved_image_size
     data = load_transfer_data(config)
+    run.start()
     console.print(f"[bold]data source:[/] {data.source}")
     target = config.resolved_target_classes(data.num_classes)
     dataset_classes = list(data.class_names)
@@ -481,7 +493,7 @@ def train_and_evaluate(
         path = write_submission(labels, out / "submission.csv")
         results["submission"] = {"path": str(path), "mode": best_mode, "count": len(labels)}
         console.print(f"wrote {path} ({len(labels)} test images, the {best_mode} model)")
-    RunDir(out).write_results(results)
+    run.finish(results)
     return results
 
 

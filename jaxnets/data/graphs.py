@@ -14,6 +14,9 @@ Nothing downloads unless asked (`download=True` uses the `ogb` package if it is 
 are stored in both directions without self loops or duplicates, so a GCN adds exactly one self
 loop per node; `senders`/`receivers` follow jraph (a message goes from sender to receiver).
 Missing folders raise `DatasetNotFoundError`, unreadable files `DatasetFormatError`, naming them.
+Planetoid's pickles are read with an allow-list (`safe_pickle`), and datasets of known size
+(Cora, CiteSeer, PubMed, ENZYMES, the OGB datasets in `OGB_SIZES`) are refused when some files
+hold the full counts and others do not (a copy cut short at a line or file boundary).
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import dataclasses
 import gzip
 import importlib.util
 import io
-import pickle
 import warnings
 import zlib
 from pathlib import Path
@@ -30,9 +32,54 @@ from pathlib import Path
 import jraph
 import numpy as np
 
-from jaxnets.data.images import DatasetFormatError, DatasetNotFoundError
+from jaxnets.data import safe_pickle
+from jaxnets.data.errors import (
+    Count,
+    DatasetFormatError,
+    DatasetNotFoundError,
+    check_known_counts,
+)
 
 PLANETOID = ("cora", "citeseer", "pubmed")
+# Rows of x/y, allx/ally, tx/ty/test.index and nodes (graph keys) of the published files.
+PLANETOID_SIZES: dict[str, dict[str, int]] = {
+    "cora": {"x": 140, "allx": 1708, "tx": 1000, "graph": 2708},
+    "citeseer": {"x": 120, "allx": 2312, "tx": 1000, "graph": 3327},
+    "pubmed": {"x": 60, "allx": 18217, "tx": 1000, "graph": 19717},
+}
+PLANETOID_NAMES = {"cora": "Cora", "citeseer": "CiteSeer", "pubmed": "PubMed"}
+# What Planetoid's pickles hold: csr feature matrices, one-hot numpy arrays and a
+# defaultdict(list) adjacency (python 2 pickles, scipy's old and new module paths).
+PLANETOID_PICKLE_GLOBALS = safe_pickle.NUMPY_GLOBALS | {
+    ("scipy.sparse.csr", "csr_matrix"),
+    ("scipy.sparse._csr", "csr_matrix"),
+    ("collections", "defaultdict"),
+    ("builtins", "list"),
+}
+# TU datasets of known size: graphs (graph_labels rows), nodes (graph_indicator rows) and
+# directed edge entries (A rows), from the dataset's SOURCE.md and the TU collection.
+TU_SIZES: dict[str, dict[str, int]] = {
+    "enzymes": {"graphs": 600, "nodes": 19_580, "edge entries": 74_564},
+}
+# OGB datasets of known size: graphs (ogbg) or nodes (ogbn), and the train/valid/test sizes
+# of the standard split where known, from OGB's dataset pages and the shared copies' SOURCE.md.
+OGB_SIZES: dict[str, tuple[int, tuple[str, tuple[int, int, int]] | None]] = {
+    "ogbg-molbace": (1_513, ("scaffold", (1_210, 151, 152))),
+    "ogbg-molbbbp": (2_039, None),
+    "ogbg-molclintox": (1_477, None),
+    "ogbg-molesol": (1_128, ("scaffold", (902, 113, 113))),
+    "ogbg-molfreesolv": (642, ("scaffold", (513, 64, 65))),
+    "ogbg-molhiv": (41_127, ("scaffold", (32_901, 4_113, 4_113))),
+    "ogbg-mollipo": (4_200, None),
+    "ogbg-molmuv": (93_087, None),
+    "ogbg-molpcba": (437_929, None),
+    "ogbg-molsider": (1_427, None),
+    "ogbg-moltox21": (7_831, None),
+    "ogbg-moltoxcast": (8_576, None),
+    "ogbg-ppa": (158_100, None),
+    "ogbn-arxiv": (169_343, ("time", (90_941, 29_799, 48_603))),
+    "ogbn-products": (2_449_029, ("sales_ranking", (196_615, 39_323, 2_213_091))),
+}
 # OGB's atom feature vocabularies (ogb.utils.features.get_atom_feature_dims()).
 ATOM_FEATURE_DIMS = (119, 5, 12, 12, 10, 6, 6, 2, 2)
 # (task, metric) of the OGB datasets this reads; others are inferred from their labels.
@@ -240,13 +287,33 @@ def _missing(data_dir: Path, what: str, looked: list[Path], hint: str = "") -> D
 
 # ----------------------------------------------------------------------------- Planetoid
 def _unpickle(path: Path):
-    try:
-        with path.open("rb") as f, warnings.catch_warnings():
-            # The csr matrices were pickled from an old scipy module path.
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return pickle.load(f, encoding="latin1")
-    except (pickle.UnpicklingError, EOFError, ValueError, AttributeError, ImportError) as e:
-        raise DatasetFormatError(f"{path}: not a readable Planetoid pickle ({e})") from e
+    with warnings.catch_warnings():
+        # The csr matrices were pickled from an old scipy module path (scipy.sparse.csr).
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return safe_pickle.load(
+            path,
+            PLANETOID_PICKLE_GLOBALS,
+            encoding="latin1",  # python 2 pickles; latin1 keeps numpy's byte strings intact
+            kind="Planetoid",
+            allowed_desc="Planetoid files may only hold arrays, sparse matrices and dicts",
+        )
+
+
+def _check_planetoid_part(part: str, obj: object, path: Path) -> None:
+    """Each part has one type; anything else would fail later with a traceback, not a message."""
+    if part == "graph":
+        if not isinstance(obj, dict):
+            raise DatasetFormatError(
+                f"{path}: expected an adjacency dict (node -> list of neighbours), "
+                f"got {type(obj).__name__}"
+            )
+        return
+    sparse = hasattr(obj, "todense") and hasattr(obj, "shape")
+    if not (sparse or isinstance(obj, np.ndarray)) or len(getattr(obj, "shape", ())) != 2:
+        want = "a feature matrix (sparse or 2-D array)" if "x" in part else "a 2-D one-hot array"
+        shape = getattr(obj, "shape", None)
+        got = type(obj).__name__ + (f" of shape {shape}" if shape is not None else "")
+        raise DatasetFormatError(f"{path}: expected {want}, got {got}")
 
 
 def load_planetoid(
@@ -269,15 +336,37 @@ def load_planetoid(
                 f"{path} is missing (Planetoid needs x, y, tx, ty, allx, ally, graph, test.index)"
             )
         parts[part] = _unpickle(path)
+        _check_planetoid_part(part, parts[part], path)
     index_path = folder / f"ind.{key}.test.index"
     try:
         test_index = np.loadtxt(index_path, dtype=np.int64, ndmin=1)
     except (OSError, ValueError) as e:
         raise DatasetFormatError(f"{index_path}: expected one integer per line ({e})") from e
+    if len(test_index) == 0:
+        raise DatasetFormatError(f"{index_path}: holds no test node ids")
+    if key in PLANETOID_SIZES:  # a part from a smaller or other copy, next to full-size ones
+        known = PLANETOID_SIZES[key]
+        rows = {p: len(parts[p]) if p == "graph" else parts[p].shape[0] for p in parts}
+        counts = [
+            Count(
+                str(folder / f"ind.{key}.{p}"),
+                "nodes" if p == "graph" else "rows",
+                n,
+                known[p if p in known else p.replace("y", "x")],
+            )
+            for p, n in rows.items()
+        ]
+        counts.append(Count(str(index_path), "ids", len(test_index), known["tx"]))
+        check_known_counts(f"the full {PLANETOID_NAMES[key]}", counts)
 
     tx, allx = (_dense(parts[p], folder / f"ind.{key}.{p}") for p in ("tx", "allx"))
     y, ty, ally = (np.asarray(parts[p]) for p in ("y", "ty", "ally"))
     lo, hi = test_index.min(), test_index.max()
+    if tx.shape[1] != allx.shape[1] or ty.shape[1] != ally.shape[1]:
+        raise DatasetFormatError(
+            f"{folder}: tx {tx.shape} / ty {ty.shape} have other columns than allx {allx.shape} "
+            f"/ ally {ally.shape}"
+        )
     if len(tx) != len(test_index) or len(ty) != len(tx) or lo < len(allx):
         raise DatasetFormatError(
             f"{folder}: tx {tx.shape}, ty {ty.shape} and test.index ({len(test_index)} entries, "
@@ -291,13 +380,14 @@ def load_planetoid(
     labels = np.concatenate([ally, full_ty]).argmax(axis=1).astype(np.int32)
     n = len(features)
 
-    graph = parts["graph"]
-    if not isinstance(graph, dict):
+    graph = parts["graph"]  # a dict, checked when read
+    try:
+        s = np.array([u for u, vs in graph.items() for _ in vs], np.int64)
+        r = np.array([v for vs in graph.values() for v in vs], np.int64)
+    except (TypeError, ValueError, OverflowError) as e:
         raise DatasetFormatError(
-            f"{folder}/ind.{key}.graph: expected an adjacency dict, got {type(graph)}"
-        )
-    s = np.array([u for u, vs in graph.items() for _ in vs], np.int64)
-    r = np.array([v for vs in graph.values() for v in vs], np.int64)
+            f"{folder}/ind.{key}.graph: expected node ids mapped to lists of node ids ({e})"
+        ) from e
     if len(s) and (min(s.min(), r.min()) < 0 or max(s.max(), r.max()) >= n):
         raise DatasetFormatError(f"{folder}/ind.{key}.graph: node ids outside 0..{n - 1}")
     senders, receivers = _clean_edges(s, r)
@@ -388,6 +478,19 @@ def load_tu(name: str, data_dir: str | Path, *, use_node_attr: bool = False) -> 
     node_attrs = _read_txt(f("node_attributes"), np.float32, required=False)
 
     num_nodes, num_graphs = len(indicator), len(graph_labels)
+    if prefix.lower() in TU_SIZES:  # a text file cut at a line break parses fine: count rows
+        known = TU_SIZES[prefix.lower()]
+        counts = [
+            Count(str(f("graph_labels")), "graphs", num_graphs, known["graphs"]),
+            Count(str(f("graph_indicator")), "nodes", num_nodes, known["nodes"]),
+            Count(str(f("A")), "edge entries", len(edges), known["edge entries"]),
+        ]
+        counts += [
+            Count(str(f(suffix)), "node rows", len(rows), known["nodes"])
+            for suffix, rows in (("node_labels", node_labels), ("node_attributes", node_attrs))
+            if rows is not None
+        ]
+        check_known_counts(f"the full {prefix}", counts)
     if edges.shape[1] != 2 or edges.min() < 0 or edges.max() >= num_nodes:
         raise DatasetFormatError(f"{f('A')}: expected 'u, v' rows with node ids 1..{num_nodes}")
     if indicator.min() < 0 or indicator.max() >= num_graphs or np.any(np.diff(indicator) < 0):
@@ -453,7 +556,28 @@ def _read_csv_gz(path: Path, dtype, *, missing_as_nan: bool = False) -> np.ndarr
         raise DatasetFormatError(f"{path}: not comma-separated numbers ({e})") from e
     if out.size == 0:
         raise DatasetFormatError(f"{path}: the file is empty")
+    if missing_as_nan:
+        _refuse_non_numbers(path, text, out)
     return out
+
+
+def _refuse_non_numbers(path: Path, text: str, values: np.ndarray) -> None:
+    """genfromtxt reads any cell it cannot parse ("yes") as NaN, like an empty one. Only empty
+    cells (and "nan") are missing labels; anything else is a broken file, not a missing label."""
+    nan_rows = np.flatnonzero(np.isnan(values).any(axis=1))
+    if len(nan_rows) == 0:
+        return
+    lines = [(i, line) for i, line in enumerate(text.splitlines(), 1) if line.strip()]
+    for row in nan_rows:  # only rows with a NaN need looking at
+        line_no, line = lines[row]
+        cells = line.split(",")
+        for col in np.flatnonzero(np.isnan(values[row])):
+            cell = cells[col].strip()
+            if cell and cell.lower() != "nan":
+                raise DatasetFormatError(
+                    f"{path}: row {line_no}, column {col + 1} holds {cell!r}, not a number "
+                    "(only an empty cell marks a missing label)"
+                )
 
 
 def _ogb_folder(name: str, data_dir: Path, download: bool) -> Path:
@@ -495,6 +619,35 @@ def _ogb_split(folder: Path) -> dict[str, np.ndarray]:
     }
 
 
+def _check_ogb_counts(
+    key: str,
+    folder: Path,
+    is_graph: bool,
+    n_node: np.ndarray,
+    n_edge: np.ndarray,
+    num_labels: int,
+    splits: dict[str, np.ndarray],
+) -> None:
+    total, split_sizes = OGB_SIZES[key]  # split_sizes: (split kind, (train, valid, test))
+    raw = folder / "raw"
+    label_file = raw / ("graph-label.csv.gz" if is_graph else "node-label.csv.gz")
+    if is_graph:
+        counts = [
+            Count(str(raw / "num-node-list.csv.gz"), "graphs", len(n_node), total),
+            Count(str(raw / "num-edge-list.csv.gz"), "graphs", len(n_edge), total),
+        ]
+    else:
+        counts = [Count(str(raw / "num-node-list.csv.gz"), "nodes", int(n_node.sum()), total)]
+    counts.append(Count(str(label_file), "label rows", num_labels, total))
+    kind = sorted(p for p in (folder / "split").glob("*") if p.is_dir())[0]  # as _ogb_split
+    if split_sizes is not None and kind.name == split_sizes[0]:
+        counts += [
+            Count(str(kind / f"{name}.csv.gz"), f"{name} ids", len(splits[name]), size)
+            for name, size in zip(("train", "valid", "test"), split_sizes[1])
+        ]
+    check_known_counts(f"the full {key}", counts)
+
+
 def _ogb_task(name: str, labels: np.ndarray) -> tuple[str, str]:
     if name in OGB_TASKS:
         return OGB_TASKS[name]
@@ -533,6 +686,8 @@ def load_ogb(
     label_file = raw / ("graph-label.csv.gz" if is_graph else "node-label.csv.gz")
     labels = _read_csv_gz(label_file, np.float64, missing_as_nan=True)
     expected = len(n_node) if is_graph else int(n_node.sum())
+    if key in OGB_SIZES:  # a csv cut at a line break and re-gzipped reads fine: count rows
+        _check_ogb_counts(key, folder, is_graph, n_node, n_edge, len(labels), splits)
     if len(labels) != expected:
         raise DatasetFormatError(f"{label_file}: {len(labels)} rows, expected {expected}")
     task, metric = _ogb_task(key, labels)

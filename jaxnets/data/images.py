@@ -8,18 +8,25 @@ or which TFDS dataset it came from, so a run's log says what it trained on.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import logging
 import math
-import pickle
 import struct
-import warnings
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 
+from jaxnets.data import safe_pickle
+from jaxnets.data.errors import (
+    Count,
+    DatasetFormatError,
+    DatasetNotFoundError,
+    check_known_counts,
+)
 from jaxnets.data.pipeline import stratified_split_indices
 
 DATASETS = ("digits", "fashion-mnist", "cifar10")
@@ -45,6 +52,10 @@ CIFAR10_CLASSES = [
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 ]  # fmt: skip
 CIFAR10_PICKLE_DIR = "cifar-10-batches-py"
+# Published sizes, to tell the full datasets from truncated copies (see check_known_counts).
+FASHION_MNIST_SIZES = {"train": 60_000, "test": 10_000}
+CIFAR10_SIZES = {"train": 50_000, "test": 10_000}
+CIFAR10_BATCH_SIZE = 10_000  # each of data_batch_1..5 and test_batch
 IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC = 2051, 2049  # 0x0803: ubyte, 3 dims; 0x0801: ubyte, 1 dim
 
 _FASHION_HELP = f"""
@@ -66,14 +77,6 @@ How to get CIFAR-10 (nothing is downloaded automatically):
     [N,32,32,3] or `data` [N,3072] (CIFAR's planar layout) and `labels`;
   * or with TFDS, on a machine with internet: `tfds build cifar10 --file_format=array_record
     --data_dir DIR`, copy DIR here and pass `--data-dir DIR`."""
-
-
-class DatasetNotFoundError(FileNotFoundError):
-    """The data is not on this machine; the message says where we looked and how to get it."""
-
-
-class DatasetFormatError(ValueError):
-    """A data file exists but is truncated, corrupt or not in the expected layout."""
 
 
 @dataclass
@@ -99,6 +102,8 @@ class ImageSplits:
                 raise DatasetFormatError(
                     f"{self.name}: {len(x)} {part} images but {y.shape} labels ({self.source})"
                 )
+            if len(x) == 0:  # fail here, not with a shape error deep inside training
+                raise DatasetFormatError(f"{self.name}: no {part} images ({self.source})")
             if len(y) and (y.min() < 0 or y.max() >= len(self.class_names)):
                 raise DatasetFormatError(
                     f"{self.name}: {part} labels span [{y.min()}, {y.max()}], outside "
@@ -246,10 +251,20 @@ def load_fashion_mnist_idx(directory: str | Path = FASHION_MNIST_DIR) -> ImageSp
         raise DatasetNotFoundError(
             f"{directory} lacks Fashion-MNIST file(s) {names}.{_FASHION_HELP}"
         )
-    arrays = {}
+    arrays, counts = {}, []
     for key, path in paths.items():
         images = key.endswith("images")
         arrays[key] = read_idx(path, IDX_IMAGES_MAGIC if images else IDX_LABELS_MAGIC)
+        what = "images" if images else "labels"
+        if len(arrays[key]) == 0:
+            raise DatasetFormatError(f"{path}: holds 0 {what}")
+        split = key.split("_")[0]
+        counts.append(
+            Count(str(path), f"{split} {what}", len(arrays[key]), FASHION_MNIST_SIZES[split])
+        )
+    # The IDX header already vouches for each file's length; this catches a file cut short and
+    # given a new header, or one swapped in from a smaller set, next to full-size ones.
+    check_known_counts("the full Fashion-MNIST", counts)
     return ImageSplits(
         train_images=arrays["train_images"][..., None],
         train_labels=arrays["train_labels"],
@@ -280,41 +295,20 @@ def _load_fashion_mnist(data_dir: str | Path | None, source: str) -> ImageSplits
 
 
 # ----------------------------------------------------------------------------- CIFAR-10
-class _ArrayOnlyUnpickler(pickle.Unpickler):
-    """Unpickles CIFAR batches but refuses any global beyond numpy's array rebuilders.
-
-    A pickle can run arbitrary code on load; a CIFAR batch needs only dicts, lists, bytes and
-    numpy arrays, so anything else marks the file as corrupt or hostile.
-    """
-
-    _ALLOWED: ClassVar[set[tuple[str, str]]] = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        ("numpy.core.numeric", "_frombuffer"),  # protocol 5 (python 3.8+) arrays
-        ("numpy._core.numeric", "_frombuffer"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("_codecs", "encode"),  # how protocol 2 stores bytes when written by python 3
-    }
-
-    def find_class(self, module: str, name: str):
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}")
-        with warnings.catch_warnings():  # numpy 2 warns on the numpy.core alias old pickles use
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return super().find_class(module, name)
+# A CIFAR batch holds dicts, lists, bytes and numpy arrays: nothing else may be unpickled.
+CIFAR10_PICKLE_GLOBALS = safe_pickle.NUMPY_GLOBALS
 
 
 def _unpickle(path: Path) -> dict:
     if not path.is_file():
         raise DatasetNotFoundError(f"missing CIFAR-10 file {path}.{_CIFAR_HELP}")
-    try:
-        with path.open("rb") as f:
-            obj = _ArrayOnlyUnpickler(f, encoding="bytes").load()
-    except Exception as exc:  # any failure inside the unpickler means a bad file
-        raise DatasetFormatError(f"{path}: corrupt or truncated pickle ({exc!r})") from exc
+    obj = safe_pickle.load(
+        path,
+        CIFAR10_PICKLE_GLOBALS,
+        encoding="bytes",
+        kind="CIFAR-10 batch",
+        allowed_desc="CIFAR-10 batches may only hold dicts, lists, bytes and numpy arrays",
+    )
     if not isinstance(obj, dict):
         raise DatasetFormatError(f"{path}: expected a dict, got {type(obj).__name__}")
     # Keys are bytes in the original python-2 pickles; accept str keys from re-pickled copies.
@@ -350,14 +344,36 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return images, _labels(batch["labels"], len(images), str(path))
 
 
-def _cifar_class_names(directory: Path) -> tuple[list[str], str]:
+def _cifar_meta(directory: Path) -> dict:
     meta = directory / "batches.meta"
-    if not meta.is_file():
+    return _unpickle(meta) if meta.is_file() else {}
+
+
+def _cifar_class_names(directory: Path, meta: dict | None = None) -> tuple[list[str], str]:
+    meta = _cifar_meta(directory) if meta is None else meta
+    if not meta:
         return list(CIFAR10_CLASSES), ""
-    names = _unpickle(meta).get("label_names")
+    names = meta.get("label_names")
     if not isinstance(names, list) or len(names) != 10:
-        raise DatasetFormatError(f"{meta}: expected 10 label_names, got {names!r}")
-    return [n.decode() if isinstance(n, bytes) else str(n) for n in names], f", {meta}"
+        raise DatasetFormatError(
+            f"{directory / 'batches.meta'}: expected 10 label_names, got {names!r}"
+        )
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+    return names, f", {directory / 'batches.meta'}"
+
+
+def _check_cifar_batch_sizes(directory: Path, sizes: dict[str, int], meta: dict) -> None:
+    """Every python batch of the real CIFAR-10 holds 10,000 images, as batches.meta says."""
+    declared = meta.get("num_cases_per_batch")
+    if isinstance(declared, int):  # the original batches.meta declares it: hold files to it
+        for name, n in sizes.items():
+            if n != declared:
+                raise DatasetFormatError(
+                    f"{directory / name}: {n:,} images, but {directory / 'batches.meta'} says "
+                    f"each batch holds {declared:,}; the batch looks truncated"
+                )
+    counts = [Count(str(directory / k), "images", n, CIFAR10_BATCH_SIZE) for k, n in sizes.items()]
+    check_known_counts("a full CIFAR-10 batch", counts)
 
 
 def load_cifar10_pickles(directory: str | Path) -> ImageSplits:
@@ -367,7 +383,10 @@ def load_cifar10_pickles(directory: str | Path) -> ImageSplits:
         directory = directory / CIFAR10_PICKLE_DIR
     train = [_read_cifar_batch(directory / f"data_batch_{i}") for i in range(1, 6)]
     test_images, test_labels = _read_cifar_batch(directory / "test_batch")
-    names, meta = _cifar_class_names(directory)
+    meta_dict = _cifar_meta(directory)
+    sizes = {f"data_batch_{i}": len(x) for i, (x, _) in enumerate(train, 1)}
+    _check_cifar_batch_sizes(directory, {**sizes, "test_batch": len(test_images)}, meta_dict)
+    names, meta = _cifar_class_names(directory, meta_dict)
     return ImageSplits(
         train_images=np.concatenate([x for x, _ in train]),
         train_labels=np.concatenate([y for _, y in train]),
@@ -379,13 +398,17 @@ def load_cifar10_pickles(directory: str | Path) -> ImageSplits:
     )
 
 
-def _read_cifar_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
+def _read_cifar_npz(path: Path) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """(images, labels, the size of the full split when the file says it holds only part)."""
     if not path.is_file():
         raise DatasetNotFoundError(f"missing CIFAR-10 file {path}.{_CIFAR_HELP}")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files if k in ("images", "data", "labels")}
             keys = list(z.files)
+            # A partial copy can carry the full split's labels (all_train_labels, [5, 10000],
+            # in ../shared/data/cifar10): their count is the size of the split it was cut from.
+            full = [z[k].size for k in z.files if k.startswith("all_") and k.endswith("labels")]
     except Exception as exc:  # BadZipFile, truncated member, pickled object arrays, ...
         raise DatasetFormatError(f"{path}: not a readable .npz file ({exc!r})") from exc
     if "labels" not in arrays or not ({"images", "data"} & arrays.keys()):
@@ -401,7 +424,7 @@ def _read_cifar_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
             )
     else:
         images = _planar_to_nhwc(arrays["data"], str(path))
-    return images, _labels(arrays["labels"], len(images), str(path))
+    return images, _labels(arrays["labels"], len(images), str(path)), (max(full) if full else None)
 
 
 def _find_cifar_npz(directory: Path) -> tuple[Path, Path] | None:
@@ -425,16 +448,34 @@ def _find_cifar_npz(directory: Path) -> tuple[Path, Path] | None:
 def load_cifar10_npz(train_path: str | Path, test_path: str | Path) -> ImageSplits:
     """CIFAR-10 from two .npz files: `images` NHWC + `labels`, or planar `data` + `labels`."""
     train_path, test_path = Path(train_path), Path(test_path)
-    train_images, train_labels = _read_cifar_npz(train_path)
-    test_images, test_labels = _read_cifar_npz(test_path)
+    train_images, train_labels, train_full = _read_cifar_npz(train_path)
+    test_images, test_labels, test_full = _read_cifar_npz(test_path)
     names, meta = _cifar_class_names(train_path.parent)
+    partial = [
+        f"{len(x):,} of {full:,} {split} images"
+        for split, x, full in (
+            ("train", train_images, train_full),
+            ("test", test_images, test_full),
+        )
+        if full is not None and full != len(x)
+    ]
+    if not partial:  # a copy that does not say it is partial must be the full set or a sample
+        check_known_counts(
+            "the full CIFAR-10",
+            [
+                Count(str(train_path), "train images", len(train_images), CIFAR10_SIZES["train"]),
+                Count(str(test_path), "test images", len(test_images), CIFAR10_SIZES["test"]),
+            ],
+        )
+    # A partial copy that says so loads, and says so in the run log, which prints `source`.
+    note = f" [PARTIAL copy: {', '.join(partial)}]" if partial else ""
     return ImageSplits(
         train_images=train_images,
         train_labels=train_labels,
         test_images=test_images,
         test_labels=test_labels,
         class_names=names,
-        source=f"CIFAR-10 npz {train_path} (train), {test_path} (test){meta}",
+        source=f"CIFAR-10 npz {train_path} (train), {test_path} (test){meta}{note}",
         name="cifar10",
     )
 
@@ -491,14 +532,30 @@ def _tfds_dir_name(data_dir: str | Path | None) -> str:
     return str(data_dir) if data_dir is not None else "TFDS's default data dir"
 
 
+@contextlib.contextmanager
+def _quiet_absl() -> Iterator[None]:
+    """Hide TFDS's absl warnings while probing: "Variant folder ... has no dataset_info.json" is
+    how it reports that a dataset is not prepared, which the caller then says in plain words."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def tfds_is_prepared(tfds_name: str, data_dir: str | Path | None) -> bool:
     """Whether TFDS has `tfds_name` prepared in `data_dir`; reads local metadata only."""
+    if data_dir is not None and not Path(data_dir).is_dir():
+        return False  # nothing can be prepared in a folder that does not exist
     try:
         import tensorflow_datasets as tfds
     except ImportError:
         return False
     kwargs = {"data_dir": str(data_dir)} if data_dir is not None else {}
-    return tfds.builder(tfds_name, **kwargs).is_prepared()
+    with _quiet_absl():
+        return tfds.builder(tfds_name, **kwargs).is_prepared()
 
 
 def load_tfds(

@@ -6,7 +6,8 @@ an extracted `aclImdb/` folder, or a prepared TFDS `imdb_reviews`. The course's 
 is 30% of train (17,500 / 7,500). Pretraining corpora: the IMDB train reviews (never the test
 ones), Tiny Shakespeare (one document per speech) and WikiText-2 (one per paragraph; only its
 validation and test files ship here). Nothing is downloaded: missing or damaged files raise
-`DatasetNotFoundError` / `DatasetFormatError` saying what was expected and how to get it.
+`DatasetNotFoundError` / `DatasetFormatError` saying what was expected and how to get it; so does
+a copy with some label folders at the full 12,500 reviews and others short (a cut archive).
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ DEFAULT_DATA_DIR = Path(
     )
 )
 IMDB_ARCHIVES = ("aclImdb_labeled.tar.gz", "aclImdb_v1.tar.gz")
+# Reviews in each of train/pos, train/neg, test/pos, test/neg of the real dataset. A module
+# constant so tests can stand in a tiny "full" IMDB; users always get the real size.
+IMDB_REVIEWS_PER_LABEL = 12_500
 IMDB_SOURCES = ("auto", "files", "tfds")
 CORPORA = ("imdb", "tinyshakespeare", "wikitext2")
 
@@ -76,8 +80,32 @@ def clean_review(text: str) -> str:
 Split = dict[str, tuple[list[str], np.ndarray]]
 
 
-def _collect(found: dict[str, list[tuple[int, int, str]]], where: str) -> Split:
+def _check_imdb_counts(found: dict[str, list[tuple[int, int, str]]], where: str, kind: str) -> None:
+    """Refuse an IMDB that is partly full size: a tar cut at a member boundary (and re-gzipped)
+    reads without error, minus the reviews after the cut; the label folders before the cut still
+    hold all 12,500 reviews, which shows the data was meant to be the full set."""
+    full = IMDB_REVIEWS_PER_LABEL
+    per_label = {
+        split: (
+            sum(r[0] for r in found.get(split, [])),
+            sum(1 - r[0] for r in found.get(split, [])),
+        )
+        for split in ("train", "test")
+    }
+    counts = [n for pair in per_label.values() for n in pair]
+    if full not in counts or all(n == full for n in counts):
+        return  # the full dataset, or a sample of it (no folder at full size)
+    for split, (pos, neg) in per_label.items():
+        if (pos, neg) != (full, full):
+            raise DatasetFormatError(
+                f"{where}: {split} has {pos + neg:,} reviews ({pos:,} positive), IMDB has "
+                f"{2 * full:,} ({full:,} a label); the {kind} looks truncated"
+            )
+
+
+def _collect(found: dict[str, list[tuple[int, int, str]]], where: str, kind: str) -> Split:
     """Sort each split by (label, review id) so the order never depends on the archive's."""
+    _check_imdb_counts(found, where, kind)
     out = {}
     for split in ("train", "test"):
         rows = sorted(found.get(split, []))
@@ -104,8 +132,10 @@ def read_imdb_archive(path: str | os.PathLike) -> Split:
                 text = archive.extractfile(member).read().decode("utf-8")
                 found.setdefault(split, []).append((int(label == "pos"), int(review_id), text))
     except (tarfile.TarError, EOFError, OSError, zlib.error, UnicodeDecodeError) as exc:
-        raise DatasetFormatError(f"{path} is not a readable aclImdb archive: {exc}") from exc
-    return _collect(found, str(path))
+        # tarfile's "r:*" error lists one line per compression it tried: keep the first.
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DatasetFormatError(f"{path} is not a readable aclImdb archive: {reason}") from exc
+    return _collect(found, str(path), "archive")
 
 
 def read_imdb_folder(path: str | os.PathLike) -> Split:
@@ -120,7 +150,7 @@ def read_imdb_folder(path: str | os.PathLike) -> Split:
                     continue
                 text = file.read_text(encoding="utf-8")
                 found.setdefault(split, []).append((int(label == "pos"), int(match.group(3)), text))
-    return _collect(found, str(path))
+    return _collect(found, str(path), "folder")
 
 
 def read_imdb_tfds(data_dir: str | os.PathLike | None) -> Split:

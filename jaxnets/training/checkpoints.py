@@ -6,17 +6,44 @@ interrupted save never replaces a good checkpoint with half of one.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
+import signal
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 
+from jaxnets.errors import CheckpointError
+
 
 def _manager(directory: pathlib.Path) -> ocp.CheckpointManager:
     options = ocp.CheckpointManagerOptions(max_to_keep=1, create=True, cleanup_tmp_directories=True)
     return ocp.CheckpointManager(directory.absolute(), options=options)
+
+
+@contextlib.contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Hold a Ctrl-C that arrives inside the block until the block is done, then raise it.
+
+    A KeyboardInterrupt inside orbax's save would cut it short: its finalize thread logs a
+    failure with a traceback, and the step's checkpoint may be lost. Saving takes a fraction
+    of a second, so the wait is not felt.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received and previous is signal.default_int_handler:
+        raise KeyboardInterrupt
 
 
 class Checkpoints:
@@ -34,10 +61,11 @@ class Checkpoints:
 
     def save(self, step: int, state: Any, meta: dict[str, Any], *, is_best: bool) -> None:
         args = ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta))
-        self._last.save(step, args=args, force=True)
-        if is_best:
-            self._best.save(step, args=args, force=True)
-        self.wait()
+        with _interrupts_held():
+            self._last.save(step, args=args, force=True)
+            if is_best:
+                self._best.save(step, args=args, force=True)
+            self.wait()
 
     def wait(self) -> None:
         self._last.wait_until_finished()
@@ -48,12 +76,19 @@ class Checkpoints:
         if step is None:
             return None
         abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract)
-        restored = manager.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
-            ),
-        )
+        try:
+            restored = manager.restore(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()
+                ),
+            )
+        except Exception as exc:  # orbax raises many kinds; the user needs one line
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else repr(exc)
+            raise CheckpointError(
+                f"{manager.directory / str(step)}: cannot restore this checkpoint (corrupt, or "
+                f"saved by a different model or settings): {type(exc).__name__}: {reason}"
+            ) from exc
         return step, restored["state"], restored["meta"]
 
     def restore_last(self, abstract: Any) -> tuple[int, Any, dict[str, Any]] | None:

@@ -8,6 +8,7 @@ sum of totals / sum of counts, not a mean of batch means.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
@@ -33,6 +34,18 @@ class Mean(NamedTuple):
             weights = jnp.ones_like(values)
         weights = jnp.broadcast_to(jnp.asarray(weights, jnp.float32), values.shape)
         return cls(jnp.sum(values * weights), jnp.sum(weights))
+
+
+# A training loss past this has blown up: chance-level cross-entropy is ln(classes) (< 10 for
+# every dataset here) and the regression targets give mean squared errors in the hundreds at
+# most. Runs with exploded weights often stay finite for a long time (gradient clipping keeps
+# the steps bounded), so a NaN check alone would let them train on for nothing.
+DIVERGED_LOSS = 1e6
+
+
+def loss_diverged(loss: float) -> bool:
+    """True for a NaN, infinite or exploded (> DIVERGED_LOSS) training loss."""
+    return not math.isfinite(loss) or abs(loss) > DIVERGED_LOSS
 
 
 def reduce_means(batches: Iterable[Mapping[str, Any]]) -> dict[str, float]:

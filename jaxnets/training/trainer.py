@@ -45,8 +45,9 @@ from rich.progress import (
 )
 
 from jaxnets.data.pipeline import pad_batch
+from jaxnets.errors import TrainingDiverged, TrainingInterrupted
 from jaxnets.training.checkpoints import Checkpoints
-from jaxnets.training.metrics import Mean, reduce_means
+from jaxnets.training.metrics import Mean, loss_diverged, reduce_means
 from jaxnets.training.run_dir import RunDir
 from jaxnets.training.sharding import default_mesh, replicate, shard_batch
 
@@ -285,6 +286,8 @@ class Trainer:
                 f"resumed from the epoch {self.epoch} checkpoint in {self.run.checkpoint_dir} "
                 f"(step {self.step})"
             )
+            if self.epoch >= epochs:
+                self.console.print(f"the run has all its {epochs} epochs: nothing left to train")
             changed = _differences({k: restored.get(k) for k in meta or {}}, meta or {})
             if changed:
                 self.console.print(
@@ -300,54 +303,96 @@ class Trainer:
             TimeElapsedColumn(),
             TimeRemainingColumn(),
         )
-        with Progress(*columns, console=self.console, disable=not self.progress) as bar:
-            for epoch in range(self.epoch + 1, epochs + 1):
-                start = time.perf_counter()
-                batches = train_batches(epoch)
-                total = steps_per_epoch or (len(batches) if hasattr(batches, "__len__") else None)
-                task = bar.add_task(f"epoch {epoch}/{epochs}", total=total, info="")
-                results = []
-                for i, batch in enumerate(batches):
-                    results.append(self._train_step(self._shard(batch)))
-                    if (i + 1) % self.log_every == 0 and "loss" in results[-1]:
-                        bar.update(task, info=f"loss {_scalar(results[-1]['loss']):.4f}")
-                    bar.advance(task)
-                bar.remove_task(task)
-                if not results:
-                    raise ValueError(f"epoch {epoch}: train_batches yielded no batch")
+        try:
+            with Progress(*columns, console=self.console, disable=not self.progress) as bar:
+                for epoch in range(self.epoch + 1, epochs + 1):
+                    start = time.perf_counter()
+                    train_metrics = self._train_epoch(
+                        bar, epoch, epochs, train_batches(epoch), steps_per_epoch
+                    )
+                    record: dict[str, Any] = {"epoch": epoch, "step": self.step}
+                    record.update({f"train_{k}": v for k, v in train_metrics.items()})
+                    if "train_loss" in record:
+                        self._check_finite(record["train_loss"], epoch, self.step)
+                    if val_batches is not None:
+                        record.update(
+                            {f"val_{k}": v for k, v in self.evaluate(val_batches()).items()}
+                        )
+                    if validate is not None:
+                        record.update(validate(self))
+                    if self.learning_rate_fn is not None:
+                        record["lr"] = float(self.learning_rate_fn(self.step - 1))
+                    epoch_seconds = time.perf_counter() - start
+                    self.seconds += epoch_seconds
+                    record.update(epoch_seconds=epoch_seconds, seconds=self.seconds)
 
-                record: dict[str, Any] = {"epoch": epoch, "step": self.step}
-                record.update({f"train_{k}": v for k, v in reduce_means(results).items()})
-                if val_batches is not None:
-                    record.update({f"val_{k}": v for k, v in self.evaluate(val_batches()).items()})
-                if validate is not None:
-                    record.update(validate(self))
-                if self.learning_rate_fn is not None:
-                    record["lr"] = float(self.learning_rate_fn(self.step - 1))
-                epoch_seconds = time.perf_counter() - start
-                self.seconds += epoch_seconds
-                record.update(epoch_seconds=epoch_seconds, seconds=self.seconds)
+                    improved = self._improved(record)
+                    if improved:
+                        self.best_value, self.best_epoch = record.get(self.best_metric), epoch
+                    self.epoch = epoch
+                    # Log first, then checkpoint: a crash in between leaves a record that resume
+                    # drops (it keeps records up to the checkpoint's epoch) and recomputes.
+                    self.run.log(record)
+                    checkpoint_meta = {
+                        **(meta or {}),
+                        "epoch": epoch,
+                        "best_value": self.best_value,
+                        "best_epoch": self.best_epoch,
+                        "best_metric": self.best_metric,
+                        "seconds": self.seconds,
+                    }
+                    self.checkpoints.save(epoch, self.state(), checkpoint_meta, is_best=improved)
+                    self.console.print(_summary(record, epochs, improved), soft_wrap=True)
+                    if on_epoch_end is not None:
+                        on_epoch_end(epoch, record)
 
-                improved = self._improved(record)
-                if improved:
-                    self.best_value, self.best_epoch = record.get(self.best_metric), epoch
-                self.epoch = epoch
-                # Log first, then checkpoint: a crash in between leaves a record that resume
-                # drops (it keeps records up to the checkpoint's epoch) and recomputes.
-                self.run.log(record)
-                checkpoint_meta = {
-                    **(meta or {}),
-                    "epoch": epoch,
-                    "best_value": self.best_value,
-                    "best_epoch": self.best_epoch,
-                    "best_metric": self.best_metric,
-                    "seconds": self.seconds,
-                }
-                self.checkpoints.save(epoch, self.state(), checkpoint_meta, is_best=improved)
-                self.console.print(_summary(record, epochs, improved), soft_wrap=True)
-                if on_epoch_end is not None:
-                    on_epoch_end(epoch, record)
+        except KeyboardInterrupt:
+            if self.checkpoints is not None:
+                self.checkpoints.wait()  # let a save under way finish: it stays usable
+            kept = (
+                f"the epoch {self.epoch} checkpoint in {self.run.checkpoint_dir} is kept: "
+                "resume with --resume"
+                if self.epoch
+                else "no epoch had finished, so there is nothing to resume"
+            )
+            raise TrainingInterrupted(f"interrupted in epoch {self.epoch + 1}; {kept}") from None
         return self.run.records()
+
+    def _train_epoch(
+        self, bar: Progress, epoch: int, epochs: int, batches: Iterable[Batch], steps: int | None
+    ) -> dict[str, float]:
+        """One epoch of train steps under a progress bar; the epoch's train metrics."""
+        total = steps or (len(batches) if hasattr(batches, "__len__") else None)
+        task = bar.add_task(f"epoch {epoch}/{epochs}", total=total, info="")
+        results = []
+        for i, batch in enumerate(batches):
+            results.append(self._train_step(self._shard(batch)))
+            if (i + 1) % self.log_every == 0 and "loss" in results[-1]:
+                # This reading waits for the device anyway: check the loss while here.
+                loss = _scalar(results[-1]["loss"])
+                self._check_finite(loss, epoch, self.step)
+                bar.update(task, info=f"loss {loss:.4f}")
+            bar.advance(task)
+        bar.remove_task(task)
+        if not results:
+            raise ValueError(f"epoch {epoch}: train_batches yielded no batch")
+        return reduce_means(results)
+
+    def _check_finite(self, loss: float, epoch: int, step: int) -> None:
+        """Stop at a NaN, infinite or exploded training loss: nothing after it can be trusted."""
+        if not loss_diverged(loss):
+            return
+        kept = (
+            f"the epoch {self.epoch} checkpoint is kept in {self.run.checkpoint_dir}"
+            if self.epoch
+            else "no epoch had finished"
+        )
+        self.run.set_status("diverged", diverged_at={"epoch": epoch, "step": step})
+        raise TrainingDiverged(
+            f"training diverged in epoch {epoch} (by step {step}): the training loss is "
+            f"{loss:.3g}; "
+            f"{kept}. Try a lower learning rate (--lr)"
+        )
 
 
 def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
