@@ -38,7 +38,7 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
 COMMANDS: dict[str, tuple[str, str]] = {
     "gradcheck": (
         "jaxnets.gradcheck.main",
-        "audit every layer and model: hand-derived vs jax.grad vs numerical gradients",
+        "check hand-derived gradients: every jaxnets layer and model, or yours (FILE.py)",
     ),
     "bench": ("jaxnets.bench.main", "speed benchmarks (e.g. `jaxnets bench cnn`) against PyTorch"),
     "data": ("jaxnets.data.main", "dataset facts, e.g. `jaxnets data info enzymes --data-dir DIR`"),

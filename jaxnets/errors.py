@@ -23,6 +23,11 @@ class CheckpointError(JaxnetsError):
     """A checkpoint that cannot be restored: corrupt, or made by another model."""
 
 
+class UserCodeError(JaxnetsError):
+    """The user's own code (a layer file given to `jaxnets gradcheck`) failed to import, or one
+    of its functions raised: the message names the function and the exception."""
+
+
 class TrainingDiverged(JaxnetsError):
     """The training loss became NaN or infinite; the last good checkpoint is kept."""
 

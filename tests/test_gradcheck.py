@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -51,12 +54,18 @@ def test_a_wrong_backward_fails_the_audit(broken, x64):
     assert result.manual_vs_autodiff > 1e-2 and result.manual_vs_numerical > 1e-2
 
 
+def test_a_nan_gradient_fails(x64):
+    x = jax.random.normal(jax.random.key(0), (4, 5), jnp.float64) + 0.05
+    result = check_layer("relu", core.relu_forward, lambda d, c: d * jnp.nan, (x,))
+    assert not result.passed and [a.grad_name for a in result.failures] == ["dx"]
+
+
 def test_gradcheck_command_prints_table_and_writes_json(tmp_path, capsys):
     out = tmp_path / "audit.json"
     status = cli.main(["gradcheck", "--only", "softmax", "--json", str(out)])
     printed = capsys.readouterr().out
     assert status == 0
-    assert "manual~autodiff" in printed and "PASS" in printed
+    assert "jax.grad" in printed and "numerical" in printed and "PASS" in printed
     report = json.loads(out.read_text())
     names = [c["name"] for c in report["checks"]]
     assert "softmax" in names and all("softmax" in n for n in names)
@@ -76,9 +85,64 @@ def test_gradcheck_command_fails_when_a_check_fails(monkeypatch, capsys):
     )
     monkeypatch.setattr(audit, "all_cases", lambda: [broken])
     assert cli.main(["gradcheck"]) == 1
-    assert "FAIL" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "wrong: dx" in out and "relu (broken): dx off by" in out
 
 
 def test_gradcheck_unknown_filter_is_an_error(capsys):
     assert cli.main(["gradcheck", "--only", "no-such-layer"]) == 2
     assert "No audit case matches" in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- 80 columns
+def _assert_readable_at_80(out: str) -> None:
+    assert "…" not in out
+    assert all(len(line.rstrip()) <= 80 for line in out.splitlines()), out
+
+
+def test_table_reads_well_at_80_columns_piped_to_a_file(tmp_path):
+    # As a user pipes it: not a terminal, COLUMNS=80 (rich's width then, 80 also without it).
+    path = tmp_path / "audit.txt"
+    with path.open("w") as f:
+        done = subprocess.run(
+            [sys.executable, "-m", "jaxnets.cli", "gradcheck", "--only", "softmax"],
+            stdout=f,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "COLUMNS": "80"},
+            timeout=300,
+        )
+    assert done.returncode == 0, done.stderr
+    out = path.read_text()
+    _assert_readable_at_80(out)
+    assert out.count("PASS") == 4 and "All 4 gradient checks passed." in out
+    assert "(soft) logits:6x5" in out  # the name's detail, on its own line
+    assert "\x1b[" not in out  # no colour codes in a file
+
+
+def test_every_case_name_fits_80_columns():
+    """All of the built-in audit's rows, with made-up errors, at 80 columns: each number and
+    verdict in full, each case name's words whole (and the numbers still whole at 60)."""
+    from rich.console import Console
+
+    from jaxnets.gradcheck.audit import all_cases
+    from jaxnets.gradcheck.core import GradCheck
+    from jaxnets.gradcheck.report import audit_table
+
+    cases = all_cases()
+    results = [
+        GradCheck(c.name, "x:2x6x7x3 w:3x2x3x4 b:4", 3.1e-12, 2.5e-8 * (i % 3), 0.0, 1e-8, 1e-6)
+        for i, c in enumerate(cases)
+    ]
+    results[-1] = GradCheck("a failing one", "x:4", 0.5, 0.5, None, 1e-8, 1e-6)
+    for width in (80, 60):
+        console = Console(width=width, record=True, color_system=None, file=open(os.devnull, "w"))
+        console.print(audit_table(results))
+        text = console.export_text()
+        _assert_readable_at_80(text)
+        assert text.count("PASS") == len(cases) - 1 and text.count("FAIL") == 1
+        assert text.count("3.1e-12") == len(cases) - 1 and "2.5e-08" in text and "n/a" in text
+        for c in cases[:-1] if width == 80 else []:  # narrower, long words fold
+            assert all(w in text.split() for w in c.name.split()), c.name
+        assert "5.0e-01" in text.split()
+        assert width < 80 or "wrong: the largest error above" in text
