@@ -40,6 +40,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "jaxnets.gradcheck.main",
         "check hand-derived gradients: every jaxnets layer and model, or yours (FILE.py)",
     ),
+    "compare": (
+        "jaxnets.compare",
+        "train an experiment on hand-derived and on autodiff gradients; overlay the two runs",
+    ),
     "bench": ("jaxnets.bench.main", "speed benchmarks (e.g. `jaxnets bench cnn`) against PyTorch"),
     "data": ("jaxnets.data.main", "dataset facts, e.g. `jaxnets data info enzymes --data-dir DIR`"),
     "submit": ("jaxnets.submission", "write a Kaggle submission.csv (Id, Category) from a run"),

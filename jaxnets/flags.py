@@ -68,3 +68,18 @@ def add_run_folder_arguments(
         action="store_true",
         help="delete the run already in --out and start afresh",
     )
+
+
+# Who computes the backward of the jaxnets layers (jaxnets.nn): "auto" picks the faster on
+# the backend in use (`jaxnets.nn.default_gradients`).
+GRADIENTS = ("manual", "autodiff")
+
+
+def add_gradients_argument(parser: argparse.ArgumentParser) -> None:
+    """The `--gradients` flag every training command shares."""
+    parser.add_argument(
+        "--gradients",
+        choices=(*GRADIENTS, "auto"),
+        help="manual: train on the layers' hand-derived backward passes; autodiff: on jax.grad "
+        "of the same forwards; auto: the faster on this backend (manual on CPU) (default: auto)",
+    )

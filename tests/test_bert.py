@@ -10,7 +10,6 @@ import optax
 import pytest
 from flax import nnx
 
-from jaxnets.layers import attention as att
 from jaxnets.models.bert import (
     BertClassifier,
     BertConfig,
@@ -65,23 +64,26 @@ def test_shapes_mask_row_and_padding_does_not_leak():
 
 
 @pytest.mark.parametrize("norm_first", [False, True])
-def test_block_agrees_with_the_hand_derived_functional_block(norm_first):
+def test_block_is_its_sublayers_chained(norm_first):
+    """The block's one fused `encoder_block` call computes what its own attention, layer norm
+    and feed-forward modules give when chained by hand, so the fused parameter wiring
+    (`layer_params`) matches the sublayers' parameters."""
     model = _bert(_small(num_layers=1, norm_first=norm_first), 1)
-    block = model.blocks[0]
-    lin = lambda layer: {"w": layer.kernel[...], "b": layer.bias[...]}  # noqa: E731
-    ln = lambda layer: {"gamma": layer.scale[...], "beta": layer.bias[...]}  # noqa: E731
-    params = {
-        "attn": {"qkv": lin(block.attn.qkv), "out": lin(block.attn.out)},
-        "ln1": ln(block.ln1),
-        "ffn": {"fc1": lin(block.ffn.fc1), "fc2": lin(block.ffn.fc2)},
-        "ln2": ln(block.ln2),
-    }
+    block = nnx.view(model.blocks[0], deterministic=True)
     x = jnp.asarray(np.random.default_rng(2).standard_normal((3, 10, 16)), jnp.float32)
-    ours = nnx.jit(lambda b, x: b(x, MASK)[0])(nnx.view(block, deterministic=True), x)
-    functional = jax.jit(
-        lambda x, p: att.encoder_block(x, p, MASK, num_heads=2, norm_first=norm_first)
-    )(x, params)
-    np.testing.assert_allclose(ours, functional, atol=2e-5)
+
+    def chained(b, x):
+        if norm_first:
+            h = x + b.attn(b.ln1(x), MASK)[0]
+            return h + b.ffn(b.ln2(h))
+        h = b.ln1(x + b.attn(x, MASK)[0])
+        return b.ln2(h + b.ffn(h))
+
+    ours = nnx.jit(lambda b, x: b(x, MASK))(block, x)
+    np.testing.assert_allclose(ours, nnx.jit(chained)(block, x), atol=2e-5)
+    weights = nnx.jit(lambda b, x: b.attention_weights(x, MASK))(block, x)
+    first = block.ln1(x) if norm_first else x
+    np.testing.assert_allclose(weights, block.attn(first, MASK)[1], atol=1e-6)
 
 
 def test_classifier_heads_and_gru_ignores_padding():

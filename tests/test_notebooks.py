@@ -24,7 +24,10 @@ def _params(out: pathlib.Path, **values: object) -> str:
 
 
 CASES = {
-    "01_layers_and_gradient_audit.ipynb": (None, {"AUDIT_ONLY": "softmax", "EPOCHS": 3}),
+    "01_layers_and_gradient_audit.ipynb": (
+        None,
+        {"AUDIT_ONLY": "softmax", "EPOCHS": 3, "COMPARE_EPOCHS": 1},
+    ),
     "02_cnn_fashion_mnist_cifar10.ipynb": (
         None,
         {

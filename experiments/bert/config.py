@@ -50,6 +50,7 @@ class PretrainConfig:
     limit_documents: int | None = None  # use the first N documents (quick runs)
     data_dir: str | None = None
     compute_dtype: str = "float32"  # "bfloat16": mixed precision, float32 parameters
+    gradients: str = "auto"  # "manual" (hand-derived backward), "autodiff", "auto": the faster
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
@@ -87,6 +88,7 @@ class FinetuneConfig:
     data_dir: str | None = None
     source: str = "auto"
     compute_dtype: str = "float32"  # "bfloat16": mixed precision, float32 parameters
+    gradients: str = "auto"  # "manual" (hand-derived backward), "autodiff", "auto": the faster
     seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:

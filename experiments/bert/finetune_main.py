@@ -11,6 +11,7 @@ import argparse
 
 from experiments.bert.config import FINETUNE_PRESETS, get_finetune_config
 from jaxnets.flags import (
+    add_gradients_argument,
     add_run_folder_arguments,
     fraction,
     non_negative_float,
@@ -25,7 +26,8 @@ from jaxnets.training.precision import add_compute_dtype_argument
 _FIELDS = (
     "pretrained", "hf_checkpoint", "head", "freeze_encoder", "max_len", "truncation",
     "batch_size", "epochs", "optimizer", "learning_rate", "schedule", "weight_decay", "dropout",
-    "val_fraction", "limit_train", "limit_eval", "data_dir", "source", "compute_dtype", "seed",
+    "val_fraction", "limit_train", "limit_eval", "data_dir", "source", "compute_dtype",
+    "gradients", "seed",
 )  # fmt: skip
 
 
@@ -59,6 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--data-dir", help="folder with the IMDB archive (default: ../shared/data)")
     add("--source", choices=["auto", "files", "tfds"])
     add_compute_dtype_argument(parser)
+    add_gradients_argument(parser)
     add("--seed", type=non_negative_int)
     add("--baseline", action="store_true", help="also fit a TF-IDF bag-of-words baseline")
     add("--no-progress", action="store_true", help="no progress bar")

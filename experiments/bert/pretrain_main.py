@@ -11,6 +11,7 @@ import argparse
 
 from experiments.bert.config import PRETRAIN_PRESETS, get_pretrain_config
 from jaxnets.flags import (
+    add_gradients_argument,
     add_run_folder_arguments,
     non_negative_int,
     positive_float,
@@ -22,7 +23,7 @@ from jaxnets.training.precision import add_compute_dtype_argument
 _FIELDS = (
     "vocab_size", "vocab", "max_len", "embed_dim", "num_heads", "num_layers", "ff_dim", "dropout",
     "positions", "norm_first", "batch_size", "steps", "steps_per_epoch", "learning_rate",
-    "warmup_steps", "limit_documents", "data_dir", "compute_dtype", "seed",
+    "warmup_steps", "limit_documents", "data_dir", "compute_dtype", "gradients", "seed",
 )  # fmt: skip
 
 
@@ -57,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="folder with imdb/, tinyshakespeare/, wikitext2/ (default: ../shared/data)",
     )
     add_compute_dtype_argument(parser)
+    add_gradients_argument(parser)
     add("--seed", type=non_negative_int)
     add("--no-progress", action="store_true", help="no progress bar")
 

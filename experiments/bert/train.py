@@ -29,6 +29,7 @@ from rich.console import Console
 
 from experiments.bert.config import FinetuneConfig, PretrainConfig
 from experiments.bert.plots import plot_attention
+from jaxnets import nn
 from jaxnets.data.pipeline import epoch_permutation, pad_batch
 from jaxnets.data.text import TextSplits, load_corpus, load_imdb
 from jaxnets.errors import ConfigError, RunFolderError
@@ -316,6 +317,7 @@ def pretrain(
         lambda: BertModel(bert_config, rngs=nnx.Rngs(params=config.seed, dropout=config.seed + 1))
     )
     set_compute_dtype(model, config.compute_dtype)
+    nn.set_gradients(model, nn.default_gradients(config.gradients))
     params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
     epochs = math.ceil(config.steps / config.steps_per_epoch)
     schedule = make_schedule(
@@ -375,6 +377,7 @@ def pretrain(
     best = next(r for r in records if r["epoch"] == best_epoch)
     results = {
         "experiment": "bert-pretrain",
+        "gradients": nn.gradients_of(model),
         "val_mlm_loss": best["val_loss"],
         "val_mlm_accuracy": best["val_accuracy"],
         "val_perplexity": math.exp(best["val_loss"]),
@@ -565,6 +568,7 @@ def finetune(
     model = _create(create)
     load_encoder(model.bert)
     set_compute_dtype(model, config.compute_dtype)
+    nn.set_gradients(model, nn.default_gradients(config.gradients))
     trainable = sum(
         int(np.prod(x.shape))
         for path, x in jax.tree_util.tree_leaves_with_path(nnx.state(model, nnx.Param))
@@ -646,6 +650,7 @@ def finetune(
         pretrain_results = _read_json(pathlib.Path(config.pretrained) / "results.json")
     results = {
         "experiment": "bert-imdb",
+        "gradients": nn.gradients_of(model),
         "test_accuracy": test_metrics["accuracy"],
         "test_loss": test_metrics["loss"],
         "val_accuracy": best["val_accuracy"],

@@ -35,6 +35,7 @@ class GCNConfig:
     split_seed: int = 0  # TU datasets ship no split: a stratified 80/10/10 one from this seed
     seed: int = 0  # first seed; run k uses seed + k
     seeds: int = 1
+    gradients: str = "auto"  # "manual" (hand-derived backward), "autodiff", "auto": the faster
 
 
 PRESETS: dict[str, dict] = {

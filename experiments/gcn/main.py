@@ -14,6 +14,7 @@ import argparse
 
 from jaxnets.errors import ConfigError
 from jaxnets.flags import (
+    add_gradients_argument,
     add_run_folder_arguments,
     non_negative_float,
     non_negative_int,
@@ -59,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="TU datasets: node attributes as features too",
     )
+    add_gradients_argument(parser)
     parser.add_argument(
         "--download",
         action="store_true",
@@ -86,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         "batchnorm",
         "normalize_features",
         "use_node_attr",
+        "gradients",
     )
     try:
         config = get_config(

@@ -30,6 +30,7 @@ from sklearn.model_selection import train_test_split
 
 from experiments.gcn import metrics
 from experiments.gcn.config import GCNConfig
+from jaxnets import nn
 from jaxnets.data.graph_batching import iterate_batches, real_graph_mask, round_up_to
 from jaxnets.data.graphs import (
     GraphDataset,
@@ -142,6 +143,10 @@ class _Task:
             yield self._place(graphs), real_graph_mask(graphs)
 
     def model(self, seed: int | jax.Array) -> nnx.Module:
+        """The model for `seed`, its layers' backward as config.gradients says."""
+        return nn.set_gradients(self._build(seed), nn.default_gradients(self.config.gradients))
+
+    def _build(self, seed: int | jax.Array) -> nnx.Module:
         ds, c = self.dataset, self.config
         rngs = nnx.Rngs(params=jax.random.key(seed), dropout=jax.random.key(seed + 1))
         if isinstance(ds, NodeDataset):
@@ -373,6 +378,7 @@ def train_and_evaluate(
         "format": dataset.format,
         "task": dataset.task,
         "metric": task.metric,
+        "gradients": nn.default_gradients(config.gradients),
         "seeds": [r["seed"] for r in runs],
     }
     names = [k for k in runs[0] if k.startswith(("train_", "val_", "test_"))] + ["seconds"]

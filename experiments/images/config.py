@@ -38,6 +38,7 @@ class ImageConfig:
     source: str = "auto"  # auto, files, tfds
     seed: int = 0
     compute_dtype: str = "float32"  # "bfloat16": mixed precision, float32 parameters
+    gradients: str = "auto"  # "manual" (hand-derived backward), "autodiff", "auto": the faster
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

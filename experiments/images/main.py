@@ -8,6 +8,7 @@ from typing import Any
 from experiments.images.config import DEFAULTS, ImageConfig, get_config
 from jaxnets.errors import ConfigError
 from jaxnets.flags import (
+    add_gradients_argument,
     add_run_folder_arguments,
     fraction,
     non_negative_float,
@@ -45,6 +46,7 @@ _FIELDS = {
     "source": "source",
     "seed": "seed",
     "compute_dtype": "compute_dtype",
+    "gradients": "gradients",
 }
 
 
@@ -118,6 +120,7 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     add("--source", choices=("auto", "files", "tfds"), help="data source (default: auto)")
     add("--seed", type=non_negative_int, help=f"default: {d.seed}")
     add_compute_dtype_argument(parser, d.compute_dtype)
+    add_gradients_argument(parser)
     add("--no-progress", action="store_true", help="no progress bar")
 
 

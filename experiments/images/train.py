@@ -21,6 +21,7 @@ from sklearn.metrics import confusion_matrix
 
 from experiments.images.config import ImageConfig
 from experiments.images.input_pipeline import ImageData, load_data
+from jaxnets import nn
 from jaxnets.errors import ConfigError
 from jaxnets.models.cnn import create_model, first_layer_filters
 from jaxnets.optim import get_optimizer
@@ -65,6 +66,7 @@ def build_model(config: ImageConfig, data: ImageData) -> nnx.Module:
 
     with jax.threefry_partitionable(False):
         model = nnx.jit(create)()
+    nn.set_gradients(model, nn.default_gradients(config.gradients))
     return set_compute_dtype(model, config.compute_dtype)
 
 
@@ -139,7 +141,8 @@ def train_and_evaluate(
     console.print(
         f"model {config.model} ({params:,} trainable parameters), {config.optimizer} "
         f"lr {config.learning_rate:g} {config.schedule}, batch {batch_size}, {config.epochs} "
-        f"epochs of {steps} steps, on {jax.devices()[0].platform}"
+        f"epochs of {steps} steps, on {jax.devices()[0].platform}, "
+        f"{nn.gradients_of(model)} gradients"
     )
 
     loss_fn = functools.partial(classification_loss, label_smoothing=config.label_smoothing)
@@ -176,6 +179,7 @@ def train_and_evaluate(
     results = {
         "experiment": config.dataset,
         "model": config.model,
+        "gradients": nn.gradients_of(model),
         "test_accuracy": test["accuracy"],
         "test_loss": test["loss"],
         "val_accuracy": record.get("val_accuracy"),

@@ -17,6 +17,7 @@ class IrisConfig:
     val_fraction: float = 0.2
     test_fraction: float = 0.2
     seed: int = 0
+    gradients: str = "auto"  # "manual" (hand-derived backward), "autodiff", "auto": the faster
 
 
 def get_config(**overrides) -> IrisConfig:

@@ -6,7 +6,12 @@ import argparse
 import math
 
 from jaxnets.errors import ConfigError
-from jaxnets.flags import add_run_folder_arguments, non_negative_int, positive_int
+from jaxnets.flags import (
+    add_gradients_argument,
+    add_run_folder_arguments,
+    non_negative_int,
+    positive_int,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=positive_int, default=100)
     parser.add_argument("--batch-size", type=positive_int, default=25)
     parser.add_argument("--seed", type=non_negative_int, default=0)
+    add_gradients_argument(parser)
     parser.add_argument(
         "--setting",
         action="append",
@@ -42,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
     from experiments.iris.train import train_and_evaluate
 
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed}
+    if args.gradients is not None:
+        overrides["gradients"] = args.gradients
     if args.setting:
         overrides["settings"] = tuple(_parse_setting(s) for s in args.setting)
     config = get_config(**overrides)

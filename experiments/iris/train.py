@@ -18,9 +18,14 @@ import optax
 
 from experiments.iris.config import IrisConfig
 from experiments.iris.input_pipeline import IrisSplits, load_splits
-from jaxnets import optim
+from jaxnets import nn, optim
 from jaxnets.errors import TrainingDiverged
-from jaxnets.models.two_layer import init_two_layer, two_layer_loss, two_layer_scores
+from jaxnets.models.two_layer import (
+    init_two_layer,
+    two_layer_loss,
+    two_layer_plain_loss,
+    two_layer_scores,
+)
 from jaxnets.training.metrics import loss_diverged
 from jaxnets.training.plots import plt
 from jaxnets.training.run_dir import RunDir
@@ -49,6 +54,9 @@ def train_one_setting(
     params = init_two_layer(init_key, splits.x_train.shape[1], hidden, num_classes)
     tx = optim.sgd_momentum(learning_rate, config.momentum, clip_norm=config.clip_norm)
 
+    # The hand-derived backward (manual_vjp layers), or jax.grad of the same plain forwards.
+    manual = nn.default_gradients(config.gradients) == "manual"
+    loss = two_layer_loss if manual else two_layer_plain_loss
     n, bs = len(splits.x_train), config.batch_size
     num_batches = -(-n // bs)
     x_train, y_train = jnp.asarray(splits.x_train), jnp.asarray(splits.y_train)
@@ -62,7 +70,7 @@ def train_one_setting(
         # only; the hand-derived cross-entropy backward takes such soft targets as they are.
         weight = valid * bs / valid.sum()
         targets = jax.nn.one_hot(y_train[idx], num_classes) * weight[:, None]
-        grads = jax.grad(two_layer_loss)(params, x_train[idx], targets, config.reg)
+        grads = jax.grad(loss)(params, x_train[idx], targets, config.reg)
         updates, opt_state = tx.update(grads, opt_state, params)
         return (optax.apply_updates(params, updates), opt_state, order), None
 
@@ -140,6 +148,7 @@ def train_and_evaluate(
     best = max(rows, key=lambda r: (r["val_accuracy"], -r["val_loss"]))
     results = {
         "experiment": "iris",
+        "gradients": nn.default_gradients(config.gradients),
         "test_accuracy": best["test_accuracy"],
         "test_loss": best["test_loss"],
         "val_accuracy": best["val_accuracy"],

@@ -55,6 +55,7 @@ class TransferConfig:
     data_dir: str | None = None
     source: str = "auto"
     seed: int = 0
+    gradients: str = "auto"  # "manual" (hand-derived backward), "autodiff", "auto": the faster
 
     @property
     def pretrain_here(self) -> bool:

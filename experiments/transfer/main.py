@@ -8,6 +8,7 @@ from typing import Any
 from experiments.transfer.config import BACKBONES, CPU_SIZE, IMAGENET_SIZE, MODES, TransferConfig
 from jaxnets.errors import ConfigError
 from jaxnets.flags import (
+    add_gradients_argument,
     add_run_folder_arguments,
     fraction,
     non_negative_int,
@@ -38,6 +39,7 @@ _FIELDS = {
     "data_dir": "data_dir",
     "source": "source",
     "seed": "seed",
+    "gradients": "gradients",
 }
 
 
@@ -56,6 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = TransferConfig()
     add = parser.add_argument
     add_run_folder_arguments(parser, "runs/transfer")
+    add_gradients_argument(parser)
     add("--backbone", choices=BACKBONES, help=f"default: {d.backbone}")
     add(
         "--weights",

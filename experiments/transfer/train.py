@@ -37,6 +37,7 @@ from rich.console import Console
 from experiments.images.config import ImageConfig
 from experiments.images.input_pipeline import ImageData, load_data
 from experiments.transfer.config import TransferConfig
+from jaxnets import nn
 from jaxnets.errors import ConfigError
 from jaxnets.models.alexnet import AlexNet
 from jaxnets.models.resnet import resnet
@@ -78,10 +79,15 @@ def torch_head_pattern(backbone: str) -> str:
 
 
 def create_model(
-    backbone: str, num_classes: int, seed: int, head_hidden: tuple[int, int] = (4096, 1024)
+    backbone: str,
+    num_classes: int,
+    seed: int,
+    head_hidden: tuple[int, int] = (4096, 1024),
+    gradients: str = "auto",
 ) -> nnx.Module:
     """The backbone with a new head, initialised in one jitted call (see experiments.images).
-    head_hidden: AlexNet's classifier widths (the course's head: 9216-4096-1024-num_classes)."""
+    head_hidden: AlexNet's classifier widths (the course's head: 9216-4096-1024-num_classes).
+    gradients: who computes its layers' backward (`jaxnets.nn.default_gradients`)."""
 
     def create() -> nnx.Module:
         rngs = nnx.Rngs(params=seed, dropout=seed + 1)
@@ -90,7 +96,8 @@ def create_model(
         return resnet(backbone, num_classes, rngs=rngs)
 
     with jax.threefry_partitionable(False):
-        return nnx.jit(create)()
+        model = nnx.jit(create)()
+    return nn.set_gradients(model, nn.default_gradients(gradients))
 
 
 def _backbone_filter(backbone: str):
@@ -274,7 +281,9 @@ def pretrain_backbone(
         f"images at {config.resolved_image_size}x{config.resolved_image_size}, "
         f"{config.pretrain_epochs} epochs"
     )
-    model = create_model(config.backbone, data.num_classes, config.seed + 100, config.head_hidden)
+    model = create_model(
+        config.backbone, data.num_classes, config.seed + 100, config.head_hidden, config.gradients
+    )
     schedule = _schedule(config, config.pretrain_learning_rate, data, config.pretrain_epochs)
     tx = get_optimizer(config.optimizer, schedule)
     loss = functools.partial(transfer_loss, image_size=config.resolved_image_size)
@@ -354,6 +363,7 @@ def train_mode(
     record = next(r for r in records if r["epoch"] == evaluated)
     return {
         "experiment": "transfer",
+        "gradients": nn.default_gradients(config.gradients),
         "mode": mode,
         "backbone": config.backbone,
         "test_accuracy": test["accuracy"],
@@ -421,7 +431,9 @@ def train_and_evaluate(
         f"32 -> {size} px on {jax.devices()[0].platform}"
     )
 
-    initial = create_model(config.backbone, data.num_classes, config.seed, config.head_hidden)
+    initial = create_model(
+        config.backbone, data.num_classes, config.seed, config.head_hidden, config.gradients
+    )
     weights = load_backbone(initial, config)
     console.print(f"backbone: {weights}")
     runs = {
@@ -465,6 +477,7 @@ def train_and_evaluate(
     best_mode = max(runs, key=lambda m: runs[m]["val_accuracy"] or 0.0)
     results = {
         "experiment": "transfer",
+        "gradients": nn.default_gradients(config.gradients),
         "backbone": config.backbone,
         "weights": weights,
         "pretrained_here": pretrain is not None,
@@ -538,7 +551,9 @@ def load_classifier(run_dir: str | os.PathLike, *, checkpoint: str | None = None
     config = _config_from_json(results["config"])
     class_ids = np.asarray(results["class_ids"])
     size = int(results["image_size"])
-    model = create_model(config.backbone, len(class_ids), config.seed, config.head_hidden)
+    model = create_model(
+        config.backbone, len(class_ids), config.seed, config.head_hidden, config.gradients
+    )
     schedule = make_schedule(config.schedule, 1e-3, 1)
     tx, _ = _optimizer(config, results["mode"], schedule)
     loss = functools.partial(transfer_loss, image_size=size)

@@ -10,8 +10,9 @@ Parameter counts (torchvision's numbers): features 2,469,696; the ImageNet class
 9216-4096-4096-1000 58,631,144 (61,100,840 in all); the course's transfer head 9216-4096-1024-10
 41,958,410 (44,428,106 in all): `AlexNet(10, hidden=(4096, 1024))`.
 
-The small torch-style building blocks (`conv2d` with PyTorch's symmetric padding, `ReLU`,
-`MaxPool2d`, `adaptive_avg_pool`) are shared with `jaxnets.models.resnet`.
+Every layer is a `jaxnets.nn` module (hand-derived backward by default, autodiff's with
+`jaxnets.nn.set_gradients`). `conv2d` (PyTorch's symmetric padding) and `adaptive_avg_pool` are
+shared with `jaxnets.models.resnet`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxnets.layers.pool import max_pool
+from jaxnets import nn
 
 Array = jax.Array
 
@@ -37,41 +38,13 @@ def conv2d(
     use_bias: bool = True,
     kernel_init: nnx.Initializer | None = None,
     rngs: nnx.Rngs,
-) -> nnx.Conv:
-    """PyTorch's `nn.Conv2d(c_in, c_out, kernel, stride, padding)` as an HWIO `nnx.Conv`.
-
-    The padding is explicit and symmetric, as in PyTorch: "SAME" would pad stride-2 layers
-    asymmetrically (less on top) and shift every output by one input pixel.
-    """
+) -> nn.Conv2d:
+    """PyTorch's `nn.Conv2d(c_in, c_out, kernel, stride, padding)` as an HWIO `Conv2d`, padding
+    explicit and symmetric (XLA's "SAME" would pad stride-2 layers less on top)."""
     options = {} if kernel_init is None else {"kernel_init": kernel_init}
-    return nnx.Conv(
-        c_in,
-        c_out,
-        (kernel, kernel),
-        strides=(stride, stride),
-        padding=((padding, padding), (padding, padding)),
-        use_bias=use_bias,
-        rngs=rngs,
-        **options,
+    return nn.Conv2d(
+        c_in, c_out, kernel, stride=stride, padding=padding, use_bias=use_bias, rngs=rngs, **options
     )
-
-
-class ReLU(nnx.Module):
-    """Stateless, only to hold torchvision's index in a layer list."""
-
-    def __call__(self, x: Array) -> Array:
-        return nnx.relu(x)
-
-
-class MaxPool2d(nnx.Module):
-    """PyTorch's `nn.MaxPool2d(kernel, stride, padding)` (floor mode, -inf padding) via jaxnets'
-    hand-derived max pool."""
-
-    def __init__(self, kernel: int, stride: int, padding: int = 0):
-        self.kernel, self.stride, self.padding = kernel, stride, padding
-
-    def __call__(self, x: Array) -> Array:
-        return max_pool(x, window=self.kernel, stride=self.stride, padding=self.padding)
 
 
 def _pool_matrix(size_in: int, size_out: int) -> np.ndarray:
@@ -129,18 +102,18 @@ class AlexNet(nnx.Module):
         self.features = nnx.List(
             [
                 conv2d(in_channels, 64, 11, stride=4, padding=2, rngs=rngs),
-                ReLU(),
-                MaxPool2d(3, 2),
+                nn.ReLU(),
+                nn.MaxPool2d(3, 2),
                 conv2d(64, 192, 5, padding=2, rngs=rngs),
-                ReLU(),
-                MaxPool2d(3, 2),
+                nn.ReLU(),
+                nn.MaxPool2d(3, 2),
                 conv2d(192, 384, 3, padding=1, rngs=rngs),
-                ReLU(),
+                nn.ReLU(),
                 conv2d(384, 256, 3, padding=1, rngs=rngs),
-                ReLU(),
+                nn.ReLU(),
                 conv2d(256, 256, 3, padding=1, rngs=rngs),
-                ReLU(),
-                MaxPool2d(3, 2),
+                nn.ReLU(),
+                nn.MaxPool2d(3, 2),
             ]
         )
         self.classifier = alexnet_classifier(num_classes, hidden=hidden, dropout=dropout, rngs=rngs)
@@ -165,12 +138,12 @@ def alexnet_classifier(
     h1, h2 = hidden
     return nnx.List(
         [
-            nnx.Dropout(dropout, rngs=rngs),
-            nnx.Linear(256 * 6 * 6, h1, rngs=rngs),
-            ReLU(),
-            nnx.Dropout(dropout, rngs=rngs),
-            nnx.Linear(h1, h2, rngs=rngs),
-            ReLU(),
-            nnx.Linear(h2, num_classes, rngs=rngs),
+            nn.Dropout(dropout, rngs=rngs),
+            nn.Linear(256 * 6 * 6, h1, rngs=rngs),
+            nn.ReLU(),
+            nn.Dropout(dropout, rngs=rngs),
+            nn.Linear(h1, h2, rngs=rngs),
+            nn.ReLU(),
+            nn.Linear(h2, num_classes, rngs=rngs),
         ]
     )

@@ -1,9 +1,11 @@
 """BERT as Flax NNX modules: multi-head attention, transformer blocks, the encoder with an MLM
 head, and a sequence classifier (CLS pooling, or the course's frozen encoder + bidirectional GRU).
 
-The attention core is `jaxnets.layers.attention.scaled_dot_product`, whose backward is derived
-by hand, so BERT trains on hand-derived attention gradients; the projections, layer norms and
-feed-forward are ordinary NNX layers. Padding masks are (B, T) with 1 = padding, as the course's.
+Built from `jaxnets.nn` layers: each transformer block is one call of the functional
+`jaxnets.layers.attention.encoder_block`, so BERT trains on a backward derived by hand for the
+whole block (attention, softmax, dropout, feed-forward, layer norms), or on autodiff's with
+`jaxnets.nn.set_gradients(model, "autodiff")`. The GRU head is flax's `nnx.GRUCell`
+(autodiff in both modes). Padding masks are (B, T) with 1 = padding, as the course's.
 
 `load_hf_weights` copies a Hugging Face `BertModel` checkpoint (a state_dict, e.g. read from
 `model.safetensors`) into a `BertModel` built with `BertConfig.from_hf(config.json)`.
@@ -25,12 +27,11 @@ import numpy as np
 import optax
 from flax import nnx
 
-from jaxnets.layers.attention import scaled_dot_product, sinusoidal_positions
+from jaxnets import nn
+from jaxnets.layers.attention import sinusoidal_positions
 
 Array = jax.Array
 
-_xavier = nnx.initializers.xavier_uniform()
-_zeros = nnx.initializers.zeros_init()
 # torch's nn.Linear default, U(+-1/sqrt(fan_in)): variance 1/(3 fan_in). On layer-normed
 # features the MLM logits then have variance 1/3, so the initial loss is ~ln(V) + 1/6.
 _torch_linear = nnx.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
@@ -135,101 +136,6 @@ class BertConfig:
 
 
 # ----------------------------------------------------------------------------- modules
-class MultiHeadAttention(nnx.Module):
-    """Fused qkv projection Linear(E, 3E) and output projection Linear(E, E), Xavier uniform
-    with zero biases; attention dropout on the weights. Returns (out, attention weights)."""
-
-    def __init__(
-        self, embed_dim: int, num_heads: int, *, dropout_rate: float = 0.0, rngs: nnx.Rngs
-    ):
-        if embed_dim % num_heads:
-            raise ValueError(
-                f"MultiHeadAttention: {embed_dim} is not divisible by {num_heads} heads"
-            )
-        self.num_heads = num_heads
-        self.qkv = nnx.Linear(
-            embed_dim, 3 * embed_dim, kernel_init=_xavier, bias_init=_zeros, rngs=rngs
-        )
-        self.out = nnx.Linear(
-            embed_dim, embed_dim, kernel_init=_xavier, bias_init=_zeros, rngs=rngs
-        )
-        self.dropout_rate = dropout_rate
-        self.deterministic = False
-        self.rngs = rngs["dropout"].fork() if dropout_rate > 0 else nnx.data(None)
-
-    def set_view(self, deterministic: bool | None = None) -> None:
-        """For `nnx.view(model, deterministic=...)`: True turns attention dropout off."""
-        if deterministic is not None:
-            self.deterministic = deterministic
-
-    def __call__(
-        self, x: Array, mask: Array | None = None, *, causal: bool = False
-    ) -> tuple[Array, Array]:
-        b, t, e = x.shape
-        h = self.num_heads
-        q, k, v = self.qkv(x).reshape(b, t, 3, h, e // h).transpose(2, 0, 3, 1, 4)
-        train = not self.deterministic and self.dropout_rate > 0
-        key = self.rngs() if train else None
-        values, attn = scaled_dot_product(
-            q, k, v, mask, key, causal=causal, keep_prob=1.0 - self.dropout_rate, train=train
-        )
-        return self.out(values.transpose(0, 2, 1, 3).reshape(b, t, e)), attn
-
-
-class FeedForward(nnx.Module):
-    """Linear(E, F) - GELU - Linear(F, E)."""
-
-    def __init__(
-        self, embed_dim: int, hidden_dim: int, *, approximate: bool = False, rngs: nnx.Rngs
-    ):
-        self.fc1 = nnx.Linear(
-            embed_dim, hidden_dim, kernel_init=_xavier, bias_init=_zeros, rngs=rngs
-        )
-        self.fc2 = nnx.Linear(
-            hidden_dim, embed_dim, kernel_init=_xavier, bias_init=_zeros, rngs=rngs
-        )
-        self.approximate = approximate
-
-    def __call__(self, x: Array) -> Array:
-        return self.fc2(jax.nn.gelu(self.fc1(x), approximate=self.approximate))
-
-
-class TransformerBlock(nnx.Module):
-    """Post-LN (default, the course's): x = LN1(x + Drop(MHA(x))); x = LN2(x + Drop(FF(x))).
-    Pre-LN (`norm_first`): x = x + Drop(MHA(LN1(x))); x = x + Drop(FF(LN2(x)))."""
-
-    def __init__(
-        self,
-        embed_dim: int,
-        num_heads: int,
-        ff_dim: int | None = None,
-        *,
-        dropout_rate: float = 0.1,
-        norm_first: bool = False,
-        layer_norm_eps: float = 1e-5,
-        gelu_approximate: bool = False,
-        rngs: nnx.Rngs,
-    ):
-        self.attn = MultiHeadAttention(embed_dim, num_heads, dropout_rate=dropout_rate, rngs=rngs)
-        self.ln1 = nnx.LayerNorm(embed_dim, epsilon=layer_norm_eps, rngs=rngs)
-        self.ffn = FeedForward(
-            embed_dim, ff_dim or 4 * embed_dim, approximate=gelu_approximate, rngs=rngs
-        )
-        self.ln2 = nnx.LayerNorm(embed_dim, epsilon=layer_norm_eps, rngs=rngs)
-        self.drop1 = nnx.Dropout(dropout_rate, rngs=rngs)
-        self.drop2 = nnx.Dropout(dropout_rate, rngs=rngs)
-        self.norm_first = norm_first
-
-    def __call__(self, x: Array, mask: Array | None = None) -> tuple[Array, Array]:
-        if self.norm_first:
-            a, attn = self.attn(self.ln1(x), mask)
-            x = x + self.drop1(a)
-            return x + self.drop2(self.ffn(self.ln2(x))), attn
-        a, attn = self.attn(x, mask)
-        x = self.ln1(x + self.drop1(a))
-        return self.ln2(x + self.drop2(self.ffn(x))), attn
-
-
 class BertModel(nnx.Module):
     """Token embedding (+ positions) -> dropout -> N blocks -> MLM head Linear(E, vocab_size).
 
@@ -240,25 +146,23 @@ class BertModel(nnx.Module):
         c = self.config = config
         # Effectively N(0, 1), as torch's nn.Embedding (the course's); see scale_embeddings.
         std = 1 / math.sqrt(c.embed_dim) if c.scale_embeddings else 1.0
-        self.token_embed = nnx.Embed(
+        self.token_embed = nn.Embedding(
             c.embedding_rows, c.embed_dim, embedding_init=nnx.initializers.normal(std), rngs=rngs
         )
         self.pos_embed = (
-            nnx.Embed(
+            nn.Embedding(
                 c.max_len, c.embed_dim, embedding_init=nnx.initializers.normal(0.02), rngs=rngs
             )
             if c.positions == "learned"
             else nnx.data(None)
         )
         self.embed_norm = (
-            nnx.LayerNorm(c.embed_dim, epsilon=c.layer_norm_eps, rngs=rngs)
-            if c.embedding_norm
-            else nnx.data(None)
+            nn.LayerNorm(c.embed_dim, eps=c.layer_norm_eps) if c.embedding_norm else nnx.data(None)
         )
-        self.embed_dropout = nnx.Dropout(c.dropout_rate, rngs=rngs)
+        self.embed_dropout = nn.Dropout(c.dropout_rate, rngs=rngs)
         self.blocks = nnx.List(
             [
-                TransformerBlock(
+                nn.TransformerBlock(
                     c.embed_dim,
                     c.num_heads,
                     c.hidden_dim,
@@ -273,13 +177,9 @@ class BertModel(nnx.Module):
         )
         # Pre-LN leaves the residual stream unnormalised: a final layer norm, as GPT-2.
         self.final_norm = (
-            nnx.LayerNorm(c.embed_dim, epsilon=c.layer_norm_eps, rngs=rngs)
-            if c.norm_first
-            else nnx.data(None)
+            nn.LayerNorm(c.embed_dim, eps=c.layer_norm_eps) if c.norm_first else nnx.data(None)
         )
-        self.mlm_head = nnx.Linear(
-            c.embed_dim, c.vocab_size, kernel_init=_torch_linear, bias_init=_zeros, rngs=rngs
-        )
+        self.mlm_head = nn.Linear(c.embed_dim, c.vocab_size, kernel_init=_torch_linear, rngs=rngs)
 
     def embed(self, ids: Array) -> Array:
         t = ids.shape[1]
@@ -303,13 +203,15 @@ class BertModel(nnx.Module):
     ) -> Array | tuple[Array, list[Array]]:
         """Hidden states (B, T, E) of token ids (B, T); mask (B, T), 1 = padding.
 
-        return_attention: also the attention weights of every block, each (B, H, T, T).
+        return_attention: also the attention weights of every block, each (B, H, T, T) (computed
+            again from the block's input: a block's call returns only its output).
         """
         x = self.embed(ids)
         attentions = []
         for block in self.blocks:
-            x, attn = block(x, mask)
-            attentions.append(attn)
+            if return_attention:
+                attentions.append(block.attention_weights(x, mask))
+            x = block(x, mask)
         if self.final_norm is not None:
             x = self.final_norm(x)
         return (x, attentions) if return_attention else x
@@ -356,7 +258,7 @@ class BertClassifier(nnx.Module):
         self.freeze_encoder = freeze_encoder
         self.num_outputs = num_outputs
         if head in ("cls", "mean"):
-            self.pooler = nnx.Linear(e, e, rngs=rngs)
+            self.pooler = nn.Linear(e, e, rngs=rngs)
             self.rnn = nnx.data(None)
             features = e
         else:
@@ -368,19 +270,20 @@ class BertClassifier(nnx.Module):
                 rngs=False,
             )
             features = 2 * gru_hidden
-        self.dropout = nnx.Dropout(dropout_rate, rngs=rngs)
-        self.classifier = nnx.Linear(features, num_outputs, rngs=rngs)
+        self.tanh = nn.Tanh()
+        self.dropout = nn.Dropout(dropout_rate, rngs=rngs)
+        self.classifier = nn.Linear(features, num_outputs, rngs=rngs)
 
     def features(self, ids: Array, mask: Array | None = None) -> Array:
         hidden = self.bert.encode(ids, mask)
         if self.freeze_encoder:
             hidden = jax.lax.stop_gradient(hidden)
         if self.head == "cls":
-            return jnp.tanh(self.pooler(hidden[:, 0]))
+            return self.tanh(self.pooler(hidden[:, 0]))
         if self.head == "mean":
             real = jnp.ones(hidden.shape[:2]) if mask is None else (mask == 0).astype(hidden.dtype)
             mean = (hidden * real[..., None]).sum(1) / jnp.maximum(real.sum(1), 1)[:, None]
-            return jnp.tanh(self.pooler(mean))
+            return self.tanh(self.pooler(mean))
         lengths = None if mask is None else (mask == 0).sum(axis=1)
         (h_forward, h_backward), _ = self.rnn(hidden, seq_lengths=lengths)
         return jnp.concatenate([h_forward, h_backward], axis=-1)
@@ -475,11 +378,11 @@ def load_hf_weights(model: BertModel | BertClassifier, state_dict: Mapping[str, 
         used.add(name)
         return sd[name]
 
-    def linear(prefix: str, target: nnx.Linear) -> None:
+    def linear(prefix: str, target: nn.Linear) -> None:
         _assign(target.kernel, take(prefix + ".weight").T, prefix + ".weight")  # torch: (out, in)
         _assign(target.bias, take(prefix + ".bias"), prefix + ".bias")
 
-    def norm(prefix: str, target: nnx.LayerNorm) -> None:
+    def norm(prefix: str, target: nn.LayerNorm) -> None:
         _assign(target.scale, take(prefix + ".weight"), prefix + ".weight")
         _assign(target.bias, take(prefix + ".bias"), prefix + ".bias")
 
@@ -499,7 +402,7 @@ def load_hf_weights(model: BertModel | BertClassifier, state_dict: Mapping[str, 
         _assign(bert.blocks[i].attn.qkv.bias, b, p + "{query,key,value}.bias")
         for name, path in _hf_layer_map(i).items():
             target = _get(bert, path)
-            (norm if isinstance(target, nnx.LayerNorm) else linear)(name, target)
+            (norm if isinstance(target, nn.LayerNorm) else linear)(name, target)
     if f"encoder.layer.{c.num_layers}.output.dense.weight" in sd:
         raise ValueError(f"load_hf_weights: the checkpoint has more than {c.num_layers} layers")
     if (

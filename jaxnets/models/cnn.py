@@ -7,7 +7,10 @@
   prep conv - [conv, pool, residual] - [conv, pool] - [conv, pool, residual] - global max pool -
   linear, logits scaled by 1/8. `width` (64 there, 6.5M parameters) scales every layer.
 
-Pooling is jaxnets' 2x2 max pool (hand-derived backward, reshape-and-max fast path).
+Every layer is a `jaxnets.nn` module over the hand-derived functional layers, so a model trains
+on the hand-derived backward (`gradients="manual"`, the default) or on autodiff's
+(`jaxnets.nn.set_gradients(model, "autodiff")`). FashionCNN's and LeNet5's conv - relu - pool
+blocks are the fused `Conv2dReluPool`.
 """
 
 from __future__ import annotations
@@ -19,14 +22,10 @@ import jax
 import numpy as np
 from flax import nnx
 
-from jaxnets.layers.pool import max_pool
+from jaxnets import nn
 from jaxnets.models.three_layer_convnet import ThreeLayerConvNet
 
 Array = jax.Array
-
-
-def _pool(x: Array) -> Array:
-    return max_pool(x, window=2, stride=2)
 
 
 class FashionCNN(nnx.Module):
@@ -44,16 +43,16 @@ class FashionCNN(nnx.Module):
     ):
         h, w, c = input_shape
         c1, c2 = channels
-        self.conv1 = nnx.Conv(c, c1, (3, 3), padding="SAME", rngs=rngs)
-        self.conv2 = nnx.Conv(c1, c2, (3, 3), padding="SAME", rngs=rngs)
-        self.fc1 = nnx.Linear((h // 4) * (w // 4) * c2, hidden_dim, rngs=rngs)
-        self.dropout = nnx.Dropout(dropout, rngs=rngs)
-        self.fc2 = nnx.Linear(hidden_dim, num_classes, rngs=rngs)
+        self.conv1 = nn.Conv2dReluPool(c, c1, 3, padding="same", rngs=rngs)
+        self.conv2 = nn.Conv2dReluPool(c1, c2, 3, padding="same", rngs=rngs)
+        self.fc1 = nn.Linear((h // 4) * (w // 4) * c2, hidden_dim, rngs=rngs)
+        self.relu = nn.ReLU()
+        self.dropout = nn.Dropout(dropout, rngs=rngs)
+        self.fc2 = nn.Linear(hidden_dim, num_classes, rngs=rngs)
 
     def __call__(self, x: Array) -> Array:
-        x = _pool(nnx.relu(self.conv1(x)))
-        x = _pool(nnx.relu(self.conv2(x)))
-        x = nnx.relu(self.fc1(x.reshape(x.shape[0], -1)))
+        x = self.conv2(self.conv1(x))
+        x = self.relu(self.fc1(x.reshape(x.shape[0], -1)))
         return self.fc2(self.dropout(x))
 
 
@@ -73,30 +72,31 @@ class LeNet5(nnx.Module):
                 f"LeNet5 needs images of at least 10x10 (its second conv is 5x5 'valid' after a "
                 f"2x2 pool), got {h}x{w}"
             )
-        self.conv1 = nnx.Conv(c, 6, (5, 5), padding="SAME", rngs=rngs)
-        self.conv2 = nnx.Conv(6, 16, (5, 5), padding="VALID", rngs=rngs)
+        self.conv1 = nn.Conv2dReluPool(c, 6, 5, padding="same", rngs=rngs)
+        self.conv2 = nn.Conv2dReluPool(6, 16, 5, padding="valid", rngs=rngs)
         flat = ((h // 2 - 4) // 2) * ((w // 2 - 4) // 2) * 16
-        self.fc1 = nnx.Linear(flat, 120, rngs=rngs)
-        self.fc2 = nnx.Linear(120, 84, rngs=rngs)
-        self.fc3 = nnx.Linear(84, num_classes, rngs=rngs)
+        self.fc1 = nn.Linear(flat, 120, rngs=rngs)
+        self.fc2 = nn.Linear(120, 84, rngs=rngs)
+        self.fc3 = nn.Linear(84, num_classes, rngs=rngs)
+        self.relu = nn.ReLU()
 
     def __call__(self, x: Array) -> Array:
-        x = _pool(nnx.relu(self.conv1(x)))
-        x = _pool(nnx.relu(self.conv2(x)))
-        x = nnx.relu(self.fc1(x.reshape(x.shape[0], -1)))
-        return self.fc3(nnx.relu(self.fc2(x)))
+        x = self.conv2(self.conv1(x))
+        x = self.relu(self.fc1(x.reshape(x.shape[0], -1)))
+        return self.fc3(self.relu(self.fc2(x)))
 
 
 class ConvBN(nnx.Module):
     """3x3 conv (no bias: batch norm's shift replaces it) - batch norm - relu."""
 
     def __init__(self, c_in: int, c_out: int, *, rngs: nnx.Rngs):
-        self.conv = nnx.Conv(c_in, c_out, (3, 3), padding="SAME", use_bias=False, rngs=rngs)
+        self.conv = nn.Conv2d(c_in, c_out, 3, padding="same", use_bias=False, rngs=rngs)
         # momentum 0.9 (PyTorch's 0.1): running statistics keep up within a short run.
-        self.bn = nnx.BatchNorm(c_out, momentum=0.9, rngs=rngs)
+        self.bn = nn.BatchNorm(c_out, momentum=0.9)
+        self.relu = nn.ReLU()
 
     def __call__(self, x: Array) -> Array:
-        return nnx.relu(self.bn(self.conv(x)))
+        return self.relu(self.bn(self.conv(x)))
 
 
 class Residual(nnx.Module):
@@ -127,14 +127,15 @@ class ResNet9(nnx.Module):
         self.layer2 = ConvBN(2 * w, 4 * w, rngs=rngs)
         self.layer3 = ConvBN(4 * w, 8 * w, rngs=rngs)
         self.res3 = Residual(8 * w, rngs=rngs)
-        self.head = nnx.Linear(8 * w, num_classes, use_bias=False, rngs=rngs)
+        self.pool = nn.MaxPool2d(2)
+        self.head = nn.Linear(8 * w, num_classes, use_bias=False, rngs=rngs)
         self.logit_scale = logit_scale
 
     def __call__(self, x: Array) -> Array:
         x = self.prep(x)
-        x = self.res1(_pool(self.layer1(x)))
-        x = _pool(self.layer2(x))
-        x = self.res3(_pool(self.layer3(x)))
+        x = self.res1(self.pool(self.layer1(x)))
+        x = self.pool(self.layer2(x))
+        x = self.res3(self.pool(self.layer3(x)))
         return self.head(x.max(axis=(1, 2))) * self.logit_scale  # global max pool
 
 
@@ -160,19 +161,19 @@ def create_model(
     return MODELS[name](tuple(input_shape), num_classes=num_classes, rngs=rngs, **options)
 
 
-def first_conv(model: nnx.Module) -> nnx.Conv:
+def first_conv(model: nnx.Module) -> nn.Conv2d:
     """The conv layer that sees the input: the one at the class's `first_conv_path`, else the
-    model's only `nnx.Conv` (attribute order is no guide: NNX rebuilds modules in sorted order)."""
+    model's only `Conv2d` (attribute order is no guide: NNX rebuilds modules in sorted order)."""
     path = getattr(type(model), "first_conv_path", None)
     if path is not None:
         node = model
         for name in path.split("."):
             node = getattr(node, name)
         return node
-    convs = [node for _, node in nnx.iter_graph(model) if isinstance(node, nnx.Conv)]
+    convs = [node for _, node in nnx.iter_graph(model) if isinstance(node, nn.Conv2d)]
     if len(convs) != 1:
         raise ValueError(
-            f"{type(model).__name__} has {len(convs)} nnx.Conv layers; give the class a "
+            f"{type(model).__name__} has {len(convs)} Conv2d layers; give the class a "
             "`first_conv_path` naming the first one"
         )
     return convs[0]

@@ -1,4 +1,6 @@
-"""GCN models in Flax NNX, built on the hand-derived `jaxnets.layers` (jax.grad runs them).
+"""GCN models in Flax NNX, built from `jaxnets.nn` layers (GCNConv, BatchNorm with a node mask,
+Dropout, Embedding, Linear): hand-derived backward by default, autodiff's with
+`jaxnets.nn.set_gradients(model, "autodiff")`.
 
 - `GCNNodeClassifier`, the course's node model: (GCNConv -> BatchNorm -> ReLU -> Dropout) x
   (num_layers - 1), then GCNConv to the classes and log-softmax (or the last conv's output as
@@ -7,84 +9,24 @@
   atom feature, summed) or the raw node features -> the node model as an embedder -> global mean
   pool -> linear head. Course defaults: 5 layers, hidden 256, dropout 0.5.
 
-Train/eval mode follows NNX: `model.train()` / `model.eval()` set `deterministic` (dropout) and
-`use_running_average` (batch norm) on every submodule.
+Train/eval mode follows NNX: `nnx.view(model, deterministic=..., use_running_average=...)` (the
+trainer's train and eval views) sets dropout and batch norm on every submodule.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from collections.abc import Sequence
 
 import jax
-import jax.numpy as jnp
 import jraph
 from flax import nnx
 
+from jaxnets import nn
 from jaxnets.data.graph_batching import global_mean_pool
-from jaxnets.layers import core, dropout, graph, losses, norm
+from jaxnets.layers import graph
 
 Array = jax.Array
-
-
-def _glorot(key: Array, shape: tuple[int, int]) -> Array:
-    limit = jnp.sqrt(6.0 / (shape[0] + shape[1]))
-    return jax.random.uniform(key, shape, jnp.float32, -limit, limit)
-
-
-class GCNConv(nnx.Module):
-    """D^-1/2 (A + I) D^-1/2 X W + b; W Glorot-uniform and b zero, as PyG's GCNConv."""
-
-    def __init__(self, in_features: int, out_features: int, *, rngs: nnx.Rngs):
-        self.w = nnx.Param(_glorot(rngs.params(), (in_features, out_features)))
-        self.b = nnx.Param(jnp.zeros(out_features))
-
-    def __call__(self, x: Array | graph.SparseMatrix, senders: Array, receivers: Array) -> Array:
-        params = {"w": self.w[...], "b": self.b[...]}
-        if isinstance(x, graph.SparseMatrix):  # constant sparse input features (Cora)
-            return graph.sparse_gcn(params, x, senders, receivers)
-        return graph.gcn(x, params, senders, receivers)
-
-
-class BatchNorm(nnx.Module):
-    """Batch norm over nodes; with a node mask, padding nodes are left out of the statistics."""
-
-    def __init__(self, num_features: int, *, momentum: float = 0.9, eps: float = 1e-5):
-        params, state = norm.batchnorm_init(num_features)
-        self.gamma, self.beta = nnx.Param(params["gamma"]), nnx.Param(params["beta"])
-        self.mean, self.var = nnx.BatchStat(state["mean"]), nnx.BatchStat(state["var"])
-        self.momentum, self.eps = momentum, eps
-        self.use_running_average = False
-
-    def __call__(self, x: Array, mask: Array | None = None) -> Array:
-        params = {"gamma": self.gamma[...], "beta": self.beta[...]}
-        state = {"mean": self.mean[...], "var": self.var[...]}
-        config = dict(train=not self.use_running_average, eps=self.eps, momentum=self.momentum)
-        if mask is None:
-            out, new_state = norm.batchnorm(x, params, state, **config)
-        else:
-            out, new_state = graph.masked_batchnorm(x, params, state, mask, **config)
-        if not self.use_running_average:
-            self.mean[...], self.var[...] = new_state["mean"], new_state["var"]
-        return out
-
-
-class Dropout(nnx.Module):
-    """Inverted dropout that drops with probability `rate` (keep_prob = 1 - rate)."""
-
-    def __init__(self, rate: float, *, rngs: nnx.Rngs):
-        self.rate = rate
-        self.deterministic = False
-        self.rngs = rngs["dropout"].fork()
-
-    def __call__(self, x: Array | graph.SparseMatrix) -> Array | graph.SparseMatrix:
-        if self.deterministic or self.rate == 0:
-            return x
-        if isinstance(x, graph.SparseMatrix):  # Kipf & Welling's sparse dropout: the nonzeros
-            values = dropout.dropout(x.values, self.rngs(), keep_prob=1.0 - self.rate)
-            return dataclasses.replace(x, values=values)
-        return dropout.dropout(x, self.rngs(), keep_prob=1.0 - self.rate)
 
 
 class GCNNodeClassifier(nnx.Module):
@@ -106,13 +48,15 @@ class GCNNodeClassifier(nnx.Module):
         if num_layers < 1:
             raise ValueError(f"GCNNodeClassifier: num_layers must be >= 1, got {num_layers}")
         dims = [in_features] + [hidden] * (num_layers - 1) + [num_classes]
-        self.convs = nnx.List([GCNConv(a, b, rngs=rngs) for a, b in itertools.pairwise(dims)])
+        self.convs = nnx.List([nn.GCNConv(a, b, rngs=rngs) for a, b in itertools.pairwise(dims)])
         self.norms = nnx.List(
-            [BatchNorm(hidden) for _ in range(num_layers - 1)] if batchnorm else []
+            [nn.BatchNorm(hidden) for _ in range(num_layers - 1)] if batchnorm else []
         )
-        self.dropout = Dropout(dropout, rngs=rngs)
+        self.relu = nn.ReLU()
+        self.log_softmax = nn.LogSoftmax()
+        self.dropout = nn.Dropout(dropout, rngs=rngs)
         # Kipf & Welling also drop input features; the course's model does not (rate 0).
-        self.input_dropout = Dropout(input_dropout, rngs=rngs)
+        self.input_dropout = nn.Dropout(input_dropout, rngs=rngs)
         self.return_embeds = return_embeds
 
     def __call__(
@@ -127,21 +71,22 @@ class GCNNodeClassifier(nnx.Module):
             x = conv(x, senders, receivers)
             if len(self.norms):
                 x = self.norms[i](x, node_mask)
-            x = self.dropout(core.relu(x))
+            x = self.dropout(self.relu(x))
         x = self.convs[-1](x, senders, receivers)
-        return x if self.return_embeds else losses.log_softmax(x)
+        return x if self.return_embeds else self.log_softmax(x)
 
 
 class AtomEncoder(nnx.Module):
     """Sum of one learned embedding per categorical node feature (OGB's AtomEncoder)."""
 
     def __init__(self, feature_dims: Sequence[int], hidden: int, *, rngs: nnx.Rngs):
+        glorot = nnx.initializers.glorot_uniform()
         self.tables = nnx.List(
-            [nnx.Param(_glorot(rngs.params(), (int(d), hidden))) for d in feature_dims]
+            [nn.Embedding(int(d), hidden, embedding_init=glorot, rngs=rngs) for d in feature_dims]
         )
 
     def __call__(self, x: Array) -> Array:
-        return sum(table[...][x[:, i]] for i, table in enumerate(self.tables))
+        return sum(table(x[:, i]) for i, table in enumerate(self.tables))
 
 
 class GCNGraphClassifier(nnx.Module):
@@ -182,17 +127,19 @@ class GCNGraphClassifier(nnx.Module):
             return_embeds=True,
             rngs=rngs,
         )
-        bound = 1 / hidden**0.5  # torch.nn.Linear's default init
-        self.head_w = nnx.Param(
-            jax.random.uniform(rngs.params(), (hidden, out_dim), minval=-bound, maxval=bound)
-        )
-        self.head_b = nnx.Param(
-            jax.random.uniform(rngs.params(), (out_dim,), minval=-bound, maxval=bound)
+        # torch.nn.Linear's default init, U(+-1/sqrt(fan_in)) for weights and biases.
+        torch_init = nnx.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
+        bound = 1 / hidden**0.5
+
+        def bias_init(key: Array, shape: tuple[int, ...], dtype: object) -> Array:
+            return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+        self.head = nn.Linear(
+            hidden, out_dim, kernel_init=torch_init, bias_init=bias_init, rngs=rngs
         )
 
     def __call__(self, graphs: jraph.GraphsTuple) -> Array:
         node_mask = jraph.get_node_padding_mask(graphs)
         x = self.encoder(graphs.nodes) if self.encoder is not None else graphs.nodes
         h = self.gnn(x, graphs.senders, graphs.receivers, node_mask)
-        pooled = global_mean_pool(h, graphs.n_node)
-        return core.affine(pooled, {"w": self.head_w[...], "b": self.head_b[...]})
+        return self.head(global_mean_pool(h, graphs.n_node))

@@ -8,9 +8,10 @@ PyTorch state_dict lives at `layer2/0/downsample/1/var` here, and
 "v1.5": the stride sits on the 3x3 conv.
 
 Parameter counts equal torchvision's: resnet18 11,689,512 and resnet50 25,557,032 (1000 classes).
-Batch norm keeps running statistics (`nnx.BatchStat`), PyTorch's eps 1e-5 and momentum 0.1
-(flax's 0.9). One difference in training only: PyTorch feeds the unbiased batch variance into the
-running variance, flax the biased one (a factor n/(n-1), n = N*H*W per channel).
+Every layer is a `jaxnets.nn` module. Batch norm keeps running statistics (`nnx.BatchStat`),
+PyTorch's eps 1e-5 and momentum 0.1 (flax's 0.9). One difference in training only: PyTorch feeds
+the unbiased batch variance into the running variance, jaxnets the biased one (a factor n/(n-1),
+n = N*H*W per channel).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from collections.abc import Sequence
 import jax
 from flax import nnx
 
-from jaxnets.models.alexnet import MaxPool2d, conv2d
+from jaxnets import nn
+from jaxnets.models.alexnet import conv2d
 
 Array = jax.Array
 
@@ -28,27 +30,12 @@ Array = jax.Array
 _KAIMING_FAN_OUT = nnx.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
-class BatchNorm2d(nnx.BatchNorm):
-    """`nn.BatchNorm2d` defaults, plus `frozen_stats`: when True the layer normalises with its
-    running statistics and never updates them, in training too.
-
-    A frozen backbone needs this: the trainer's train view switches every batch norm to batch
-    statistics (`use_running_average=False`), which would both change the features and move
-    the running averages even though no weight is trained. `jaxnets.training.freeze.
-    freeze_batch_stats` sets the flag by parameter path.
-    """
-
-    def __init__(self, num_features: int, *, rngs: nnx.Rngs):
-        super().__init__(num_features, momentum=0.9, epsilon=1e-5, rngs=rngs)
-        self.frozen_stats = False
-
-    def __call__(self, x: Array, use_running_average: bool | None = None, **kwargs) -> Array:
-        if self.frozen_stats:
-            use_running_average = True  # the call argument overrides the view's attribute
-        return super().__call__(x, use_running_average, **kwargs)
+# PyTorch's nn.BatchNorm2d defaults (eps 1e-5, its momentum 0.1 = flax's 0.9) are
+# jaxnets.nn.BatchNorm's; `frozen_stats` keeps a frozen backbone's statistics fixed.
+BatchNorm2d = nn.BatchNorm
 
 
-def _conv(c_in: int, c_out: int, kernel: int, stride: int, rngs: nnx.Rngs) -> nnx.Conv:
+def _conv(c_in: int, c_out: int, kernel: int, stride: int, rngs: nnx.Rngs) -> nn.Conv2d:
     return conv2d(
         c_in,
         c_out,
@@ -65,7 +52,7 @@ def _downsample(c_in: int, c_out: int, stride: int, rngs: nnx.Rngs) -> nnx.List 
     """torchvision's shortcut projection [conv1x1, bn] when the shape changes, else None."""
     if stride == 1 and c_in == c_out:
         return None
-    return nnx.List([_conv(c_in, c_out, 1, stride, rngs), BatchNorm2d(c_out, rngs=rngs)])
+    return nnx.List([_conv(c_in, c_out, 1, stride, rngs), BatchNorm2d(c_out)])
 
 
 class BasicBlock(nnx.Module):
@@ -73,16 +60,17 @@ class BasicBlock(nnx.Module):
 
     def __init__(self, c_in: int, planes: int, stride: int = 1, *, rngs: nnx.Rngs):
         self.conv1 = _conv(c_in, planes, 3, stride, rngs)
-        self.bn1 = BatchNorm2d(planes, rngs=rngs)
+        self.bn1 = BatchNorm2d(planes)
         self.conv2 = _conv(planes, planes, 3, 1, rngs)
-        self.bn2 = BatchNorm2d(planes, rngs=rngs)
+        self.bn2 = BatchNorm2d(planes)
         self.downsample = _downsample(c_in, planes, stride, rngs)
+        self.relu = nn.ReLU()
 
     def __call__(self, x: Array) -> Array:
         identity = x if self.downsample is None else self.downsample[1](self.downsample[0](x))
-        out = nnx.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return nnx.relu(out + identity)
+        return self.relu(out + identity)
 
 
 class Bottleneck(nnx.Module):
@@ -91,19 +79,20 @@ class Bottleneck(nnx.Module):
     def __init__(self, c_in: int, planes: int, stride: int = 1, *, rngs: nnx.Rngs):
         c_out = planes * self.expansion
         self.conv1 = _conv(c_in, planes, 1, 1, rngs)
-        self.bn1 = BatchNorm2d(planes, rngs=rngs)
+        self.bn1 = BatchNorm2d(planes)
         self.conv2 = _conv(planes, planes, 3, stride, rngs)  # v1.5: stride on the 3x3 conv
-        self.bn2 = BatchNorm2d(planes, rngs=rngs)
+        self.bn2 = BatchNorm2d(planes)
         self.conv3 = _conv(planes, c_out, 1, 1, rngs)
-        self.bn3 = BatchNorm2d(c_out, rngs=rngs)
+        self.bn3 = BatchNorm2d(c_out)
         self.downsample = _downsample(c_in, c_out, stride, rngs)
+        self.relu = nn.ReLU()
 
     def __call__(self, x: Array) -> Array:
         identity = x if self.downsample is None else self.downsample[1](self.downsample[0](x))
-        out = nnx.relu(self.bn1(self.conv1(x)))
-        out = nnx.relu(self.bn2(self.conv2(out)))
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return nnx.relu(out + identity)
+        return self.relu(out + identity)
 
 
 BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck}
@@ -149,8 +138,9 @@ class ResNet(nnx.Module):
             kernel_init=_KAIMING_FAN_OUT,
             rngs=rngs,
         )
-        self.bn1 = BatchNorm2d(64, rngs=rngs)
-        self.maxpool = MaxPool2d(3, 2, padding=1)
+        self.bn1 = BatchNorm2d(64)
+        self.relu = nn.ReLU()
+        self.maxpool = nn.MaxPool2d(3, 2, padding=1)
         c_in = 64
         for i, (planes, n) in enumerate(zip((64, 128, 256, 512), layers), start=1):
             blocks = []
@@ -159,7 +149,7 @@ class ResNet(nnx.Module):
                 blocks.append(cls(c_in, planes, stride, rngs=rngs))
                 c_in = planes * cls.expansion
             setattr(self, f"layer{i}", nnx.List(blocks))
-        self.fc = nnx.Linear(c_in, num_classes, rngs=rngs)
+        self.fc = nn.Linear(c_in, num_classes, rngs=rngs)
 
     @property
     def num_features(self) -> int:
@@ -167,7 +157,7 @@ class ResNet(nnx.Module):
 
     def features(self, x: Array) -> Array:
         """(N, H, W, C) images -> (N, num_features) pooled features (everything but fc)."""
-        x = self.maxpool(nnx.relu(self.bn1(self.conv1(x))))
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
             for block in stage:
                 x = block(x)

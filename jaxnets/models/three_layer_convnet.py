@@ -12,6 +12,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxnets import nn
 from jaxnets.layers import conv, core, losses, pool
 
 Array = jax.Array
@@ -106,7 +107,7 @@ def three_layer_convnet_loss_and_grads(
 
 
 class ThreeLayerConvNet(nnx.Module):
-    """The same architecture as a Flax NNX module returning logits."""
+    """The same architecture as a Flax NNX module of `jaxnets.nn` layers, returning logits."""
 
     def __init__(
         self,
@@ -119,11 +120,12 @@ class ThreeLayerConvNet(nnx.Module):
         rngs: nnx.Rngs,
     ):
         h, w, c = input_shape
-        self.conv = nnx.Conv(c, num_filters, (filter_size, filter_size), padding="SAME", rngs=rngs)
-        self.fc1 = nnx.Linear((h // 2) * (w // 2) * num_filters, hidden_dim, rngs=rngs)
-        self.fc2 = nnx.Linear(hidden_dim, num_classes, rngs=rngs)
+        self.conv = nn.Conv2dReluPool(c, num_filters, filter_size, padding="same", rngs=rngs)
+        self.fc1 = nn.Linear((h // 2) * (w // 2) * num_filters, hidden_dim, rngs=rngs)
+        self.relu = nn.ReLU()
+        self.fc2 = nn.Linear(hidden_dim, num_classes, rngs=rngs)
 
     def __call__(self, x: Array) -> Array:
-        x = pool.max_pool(nnx.relu(self.conv(x)), window=2, stride=2)
-        x = nnx.relu(self.fc1(x.reshape(x.shape[0], -1)))
+        x = self.conv(x)  # conv - relu - 2x2 max pool, fused
+        x = self.relu(self.fc1(x.reshape(x.shape[0], -1)))
         return self.fc2(x)

@@ -1,13 +1,14 @@
 """Import a PyTorch state_dict (`.pth`/`.pt` or `.safetensors`) into an NNX module of like names.
 
-The NNX modules of `jaxnets.models.alexnet` and `jaxnets.models.resnet` mirror torchvision's
+The NNX modules of `jaxnets.models.alexnet` and `jaxnets.models.resnet` (`jaxnets.nn` layers, or
+flax's own nnx.Conv / Linear / BatchNorm, which hold the same names) mirror torchvision's
 module names, so the PyTorch key of every NNX variable follows from its path and its module's type:
 
-    nnx.Conv       kernel (kh, kw, C_in, C_out)  <- weight (C_out, C_in, kh, kw)   OIHW -> HWIO
+    Conv2d         kernel (kh, kw, C_in, C_out)  <- weight (C_out, C_in, kh, kw)   OIHW -> HWIO
                    bias                          <- bias
-    nnx.Linear     kernel (in, out)              <- weight (out, in)              transposed
+    Linear         kernel (in, out)              <- weight (out, in)              transposed
                    bias                          <- bias
-    nnx.BatchNorm  scale, bias, mean, var        <- weight, bias, running_mean, running_var
+    BatchNorm      scale, bias, mean, var        <- weight, bias, running_mean, running_var
                                                     (num_batches_tracked is not needed)
 
 e.g. `layer1/0/bn2/var` <- `layer1.0.bn2.running_var`. Any mismatch raises a
@@ -29,6 +30,8 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+
+from jaxnets import nn
 
 StateDict = dict[str, np.ndarray]
 
@@ -112,11 +115,11 @@ def load_state_dict(path: str | os.PathLike) -> StateDict:
 
 # ----------------------------------------------------------------------------- name mapping
 def _module_rules(module: Any) -> dict[str, tuple[str, Callable | None]] | None:
-    if isinstance(module, nnx.Conv):
+    if isinstance(module, nn.Conv2d | nnx.Conv):
         return _CONV
-    if isinstance(module, nnx.Linear):
+    if isinstance(module, nn.Linear | nnx.Linear):
         return _LINEAR
-    if isinstance(module, nnx.BatchNorm):
+    if isinstance(module, nn.BatchNorm | nnx.BatchNorm):
         return _BATCH_NORM
     return None
 

@@ -4,7 +4,7 @@ Three forms of the same network:
 - `two_layer_loss_and_grads`: the whole-network backward written out by hand, layer by layer;
 - `two_layer_loss`: built from the `manual_vjp` layers, so `jax.grad` of it runs the same
   hand-derived math under `jit`;
-- `TwoLayerNet`: a Flax NNX module for the shared trainer.
+- `TwoLayerNet`: a Flax NNX module of `jaxnets.nn` layers, for the shared trainer.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxnets import nn
 from jaxnets.layers import core, losses
 
 Array = jax.Array
@@ -91,9 +92,10 @@ class TwoLayerNet(nnx.Module):
     """affine - relu - affine, returning logits (softmax lives in the loss)."""
 
     def __init__(self, input_dim: int, hidden_dim: int, num_classes: int, *, rngs: nnx.Rngs):
-        self.fc1 = nnx.Linear(input_dim, hidden_dim, rngs=rngs)
-        self.fc2 = nnx.Linear(hidden_dim, num_classes, rngs=rngs)
+        self.fc1 = nn.Linear(input_dim, hidden_dim, rngs=rngs)
+        self.relu = nn.ReLU()
+        self.fc2 = nn.Linear(hidden_dim, num_classes, rngs=rngs)
 
     def __call__(self, x: Array) -> Array:
         x = x.reshape(x.shape[0], -1)
-        return self.fc2(nnx.relu(self.fc1(x)))
+        return self.fc2(self.relu(self.fc1(x)))

@@ -32,8 +32,10 @@ def set_compute_dtype(model: nnx.Module, dtype: Any) -> nnx.Module:
         if dtype not in COMPUTE_DTYPES:
             raise ValueError(f"unknown compute dtype {dtype!r}; use one of {list(COMPUTE_DTYPES)}")
         dtype = jnp.dtype(dtype)
+    from jaxnets import nn
+
     for _, node in nnx.iter_graph(model):
-        if isinstance(node, nnx.Embed):
+        if isinstance(node, nnx.Embed | nn.Embedding):
             continue
         if isinstance(node, nnx.Module) and hasattr(node, "dtype") and hasattr(node, "param_dtype"):
             node.dtype = dtype

@@ -13,7 +13,8 @@ The `Mean`s (jaxnets.training.metrics) carry weighted totals, so a padded final 
 - train and eval *views* of the model (`nnx.view`: dropout on / off, batch-norm batch statistics /
   running averages) sharing the same variables, so no mode flag is ever flipped by hand;
 - per epoch: train metrics (running over the epoch) and validation metrics, one JSON line in
-  `metrics.jsonl` (`epoch`, `step`, `train_*`, `val_*`, `lr`, `epoch_seconds`, `seconds`);
+  `metrics.jsonl` (`epoch`, `step`, `train_*`, `val_*`, `lr`, `epoch_seconds`, `seconds`, and
+  `step_losses`, every step's training loss);
 - orbax checkpoints after every epoch: the last one, and the best one by `best_metric`;
 - `resume=True` restores the last checkpoint (parameters, batch-norm statistics, dropout RNG
   counters, optimizer state and step) and continues with the next epoch. Batches depend on
@@ -307,7 +308,7 @@ class Trainer:
             with Progress(*columns, console=self.console, disable=not self.progress) as bar:
                 for epoch in range(self.epoch + 1, epochs + 1):
                     start = time.perf_counter()
-                    train_metrics = self._train_epoch(
+                    train_metrics, step_losses = self._train_epoch(
                         bar, epoch, epochs, train_batches(epoch), steps_per_epoch
                     )
                     record: dict[str, Any] = {"epoch": epoch, "step": self.step}
@@ -325,6 +326,8 @@ class Trainer:
                     epoch_seconds = time.perf_counter() - start
                     self.seconds += epoch_seconds
                     record.update(epoch_seconds=epoch_seconds, seconds=self.seconds)
+                    if step_losses:
+                        record["step_losses"] = step_losses  # for `jaxnets compare`
 
                     improved = self._improved(record)
                     if improved:
@@ -360,8 +363,9 @@ class Trainer:
 
     def _train_epoch(
         self, bar: Progress, epoch: int, epochs: int, batches: Iterable[Batch], steps: int | None
-    ) -> dict[str, float]:
-        """One epoch of train steps under a progress bar; the epoch's train metrics."""
+    ) -> tuple[dict[str, float], list[float]]:
+        """One epoch of train steps under a progress bar; the epoch's train metrics and each
+        step's training loss (read from the device once, at the end of the epoch)."""
         total = steps or (len(batches) if hasattr(batches, "__len__") else None)
         task = bar.add_task(f"epoch {epoch}/{epochs}", total=total, info="")
         results = []
@@ -376,7 +380,8 @@ class Trainer:
         bar.remove_task(task)
         if not results:
             raise ValueError(f"epoch {epoch}: train_batches yielded no batch")
-        return reduce_means(results)
+        results = jax.device_get(results)
+        return reduce_means(results), [_mean_value(r["loss"]) for r in results if "loss" in r]
 
     def _check_finite(self, loss: float, epoch: int, step: int) -> None:
         """Stop at a NaN, infinite or exploded training loss: nothing after it can be trusted."""
@@ -393,6 +398,13 @@ class Trainer:
             f"{loss:.3g}; "
             f"{kept}. Try a lower learning rate (--lr)"
         )
+
+
+def _mean_value(value: Any) -> float:
+    """A step's metric as a float: a `Mean`'s total / count, or the scalar itself."""
+    if isinstance(value, Mean):
+        return float(value.total) / max(float(value.count), 1e-30)
+    return float(value)
 
 
 def _differences(old: Any, new: Any, prefix: str = "") -> list[str]:
