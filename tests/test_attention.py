@@ -305,7 +305,9 @@ def test_tiny_transformer_trains_under_jit_on_hand_derived_gradients():
     (params, _), losses = train(params)
     losses = np.asarray(losses)
     assert losses[:10].mean() > 0.6  # chance: ln 2 = 0.69
-    assert losses[-10:].mean() < 0.1, losses[-10:]  # learnt (it reaches ~0.003 here)
+    # Learnt: measured 0.0023 (2026-12-06); 0.02 leaves a 9x margin, while a model whose
+    # gradients were wrong stays near ln 2.
+    assert losses[-10:].mean() < 0.02, losses[-10:]
 
 
 # ----------------------------------------------------------------------------- errors

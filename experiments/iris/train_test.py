@@ -36,4 +36,6 @@ def test_command_line_runs_one_setting(tmp_path, capsys):
     assert "test accuracy of the best setting" in capsys.readouterr().out
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["best_setting"] == "lr=0.05 hidden=8"
-    assert 0.0 <= results["test_accuracy"] <= 1.0
+    # Measured 0.900 (27 of 30 test flowers) after these 5 epochs; chance is 1/3. 0.7 leaves
+    # six flowers of margin, while an untrained or wrongly trained net stays near chance.
+    assert results["test_accuracy"] >= 0.7
