@@ -214,7 +214,9 @@ def test_train_gcn_cora_smoke(shared_data, tmp_path):
     ]
     assert cli_main(args) == 0
     results = json.loads((out / "results.json").read_text())
-    assert results["metric"] == "accuracy" and 0 <= results["test_accuracy"] <= 1
+    # Measured 0.711 after these 3 epochs (2026-12-06); chance on Cora's 7 classes is ~0.14 and
+    # the majority class 0.32, so 0.5 fails a model that does not learn.
+    assert results["metric"] == "accuracy" and results["test_accuracy"] >= 0.5
     assert {"test_accuracy_mean", "test_accuracy_std", "val_accuracy"} <= set(results)
     seed_dir = out / "seed_0"
     lines = (seed_dir / "predictions.csv").read_text().splitlines()

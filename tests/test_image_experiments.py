@@ -260,4 +260,6 @@ def test_cifar10_short_run_on_the_shared_partial_copy(tmp_path, shared_data):
     results = json.loads((tmp_path / "results.json").read_text())
     assert "cifar10_train_first1017_per_batch.npz" in results["data_source"]
     assert results["num_train"] + results["num_val"] == 1000 and results["num_test"] == 500
-    assert results["test_accuracy"] > 0.15  # above chance after two short epochs
+    # Measured 0.176 (2026-12-06). Chance is 0.10, and a model at chance scores 0.10 +- 0.013
+    # on 500 images, so 0.15 is ~4 standard deviations above it: a net that does not learn fails.
+    assert results["test_accuracy"] > 0.15

@@ -278,8 +278,16 @@ def test_get_optimizer_names():
         jnp.float32,
         steps=20,
     )
+    # The options reach the optimizer: two steps of a gradient of norm 5 (clipped to norm 1,
+    # so g = (0.6, 0.8)) with momentum 0.5 and lr 0.1 move by 0.1 g, then 0.5 * 0.1 g + 0.1 g.
     kw = optim.get_optimizer("sgd_momentum", 0.1, momentum=0.5, clip_norm=1.0)
-    assert isinstance(kw, optax.GradientTransformation)
+    grads = {"w": jnp.array([3.0, 4.0])}
+    state = kw.init(grads)
+    first, state = kw.update(grads, state)
+    second, _ = kw.update(grads, state)
+    g = np.array([0.6, 0.8])
+    np.testing.assert_allclose(first["w"], -0.1 * g, rtol=1e-6)
+    np.testing.assert_allclose(second["w"], -0.15 * g, rtol=1e-6)
 
 
 def test_get_optimizer_errors():
