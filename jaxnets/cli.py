@@ -150,10 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def entry() -> int:
     """The `jaxnets` console script. For `jaxnets bench`, first make malloc keep freed memory
     for reuse (`host_memory`, before JAX or PyTorch start a thread), so the timed steps are not
-    page-faulted afresh; not for the other commands, whose multi-threaded tokenizers and data
-    readers it would slow down."""
-    args, _ = build_parser().parse_known_args()
-    if args.command == "bench":
+    page-faulted afresh; not for the other commands (nor for `bench train`, which times them as
+    they run), whose multi-threaded tokenizers and data readers it would slow down."""
+    args, rest = build_parser().parse_known_args()
+    if args.command == "bench" and rest[:1] != ["train"]:
         host_memory.reuse_freed_memory()
     return main()
 

@@ -103,3 +103,36 @@ def test_benchmark_three_layer_loss_is_the_model_loss(x64):
         value, grads = jax.jit(jax.value_and_grad(fused))(params, x, y)
         assert rel_error(value, expected) < 1e-12
         assert rel_error(grads, expected_grads) < 1e-9
+
+
+# ----------------------------------------------------------------------------- bench train
+def test_bench_train_times_the_real_trainer(tmp_path, capsys):
+    # A few epochs of 270 images (300 less the validation split) in the real IDX files: every
+    # contender runs, and the figures are consistent with each other.
+    from test_image_experiments import _fake_fashion_mnist
+
+    _fake_fashion_mnist(tmp_path / "fashion")
+    out = tmp_path / "bench.json"
+    argv = ["train", "--recipes", "fashion-mnist", "--repeats", "1"]
+    argv += ["--fashion-dir", str(tmp_path / "fashion"), "--json", str(out)]
+    assert main(argv) == 0
+    figures = json.loads(out.read_text())["recipes"]["fashion-mnist"]
+    assert figures["batch_size"] == 64 and figures["steps_per_epoch"] == 270 // 64
+    names = {"jaxnets (manual)", "jaxnets (autodiff)"}
+    if cnn.torch_available():
+        names.add("PyTorch eager")
+        assert set(figures["ratios_vs_torch_eager"]) == names - {"PyTorch eager"}
+    assert set(figures["contenders"]) == names
+    for f in figures["contenders"].values():
+        assert f["img_per_s"] == pytest.approx(figures["images_per_epoch"] / f["epoch_seconds"])
+        assert 0 <= f["not_step_fraction"] < 1
+    assert "fashion-mnist: an epoch of" in capsys.readouterr().out
+
+
+def test_bench_train_rejects_bad_arguments():
+    from jaxnets.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--repeats must be >= 1"):
+        main(["train", "--repeats", "0"])
+    with pytest.raises(SystemExit):
+        main(["train", "--recipes", "bert"])

@@ -89,6 +89,55 @@ def build_optimizer(config: ImageConfig, schedule: optax.Schedule) -> optax.Grad
     return tx
 
 
+def make_trainer(
+    config: ImageConfig,
+    data: ImageData,
+    run: RunDir | str | os.PathLike,
+    *,
+    console: Console,
+    progress: bool = True,
+) -> tuple[Trainer, int]:
+    """The run's model, schedule, optimizer and `Trainer` on `data`, and its batch size (the
+    config's, or the training set's size when that is smaller). `jaxnets bench train` times
+    the epochs of this same trainer."""
+    batch_size = min(config.batch_size, len(data.train_images))
+    if batch_size < config.batch_size:
+        console.print(
+            f"batch size {config.batch_size} > {len(data.train_images)} images: using {batch_size}"
+        )
+    steps = data.steps_per_epoch(batch_size)
+    schedule = make_schedule(
+        config.schedule,
+        config.learning_rate,
+        steps * config.epochs,
+        warmup_steps=round(config.warmup_epochs * steps),
+    )
+    model = build_model(config, data)
+    console.print(
+        f"model {config.model} ({count_params(model):,} trainable parameters), "
+        f"{config.optimizer} lr {config.learning_rate:g} {config.schedule}, batch {batch_size}, "
+        f"{config.epochs} epochs of {steps} steps, on {jax.devices()[0].platform}, "
+        f"{nn.gradients_of(model)} gradients"
+    )
+    loss_fn = functools.partial(classification_loss, label_smoothing=config.label_smoothing)
+    tx = build_optimizer(config, schedule)
+    trainer = Trainer(
+        model, tx, loss_fn, run, learning_rate_fn=schedule, console=console, progress=progress
+    )
+    return trainer, batch_size
+
+
+def train_batches(config: ImageConfig, data: ImageData, batch_size: int, epoch: int):
+    """The training batches of `epoch` (shuffled, augmented as the config says, prefetched)."""
+    return data.train_batches(
+        batch_size,
+        seed=config.seed,
+        epoch=epoch,
+        augment=config.augment,
+        crop_padding=config.crop_padding,
+    )
+
+
 def train_and_evaluate(
     config: ImageConfig,
     out_dir: str | os.PathLike,
@@ -124,40 +173,12 @@ def train_and_evaluate(
     console.print(f"[bold]data source:[/] {data.source}")
     console.print(data.describe())
 
-    batch_size = min(config.batch_size, len(data.train_images))
-    if batch_size < config.batch_size:
-        console.print(
-            f"batch size {config.batch_size} > {len(data.train_images)} images: using {batch_size}"
-        )
-    steps = data.steps_per_epoch(batch_size)
-    schedule = make_schedule(
-        config.schedule,
-        config.learning_rate,
-        steps * config.epochs,
-        warmup_steps=round(config.warmup_epochs * steps),
-    )
-    model = build_model(config, data)
+    trainer, batch_size = make_trainer(config, data, run, console=console, progress=progress)
+    model, steps = trainer.model, data.steps_per_epoch(batch_size)
     params = count_params(model)
-    console.print(
-        f"model {config.model} ({params:,} trainable parameters), {config.optimizer} "
-        f"lr {config.learning_rate:g} {config.schedule}, batch {batch_size}, {config.epochs} "
-        f"epochs of {steps} steps, on {jax.devices()[0].platform}, "
-        f"{nn.gradients_of(model)} gradients"
-    )
-
-    loss_fn = functools.partial(classification_loss, label_smoothing=config.label_smoothing)
-    tx = build_optimizer(config, schedule)
-    with Trainer(
-        model, tx, loss_fn, run, learning_rate_fn=schedule, console=console, progress=progress
-    ) as trainer:
+    with trainer:
         records = trainer.fit(
-            lambda epoch: data.train_batches(
-                batch_size,
-                seed=config.seed,
-                epoch=epoch,
-                augment=config.augment,
-                crop_padding=config.crop_padding,
-            ),
+            lambda epoch: train_batches(config, data, batch_size, epoch),
             config.epochs,
             val_batches=lambda: data.eval_batches("val", config.eval_batch_size),
             steps_per_epoch=steps,

@@ -2,7 +2,8 @@
 
 One run, one machine, synthetic batches (data loading is not timed), Adam, lr 1e-3:
 - the course's three-layer conv net on 3x32x32 (conv 32 7x7 same - relu - pool - 100 - 10);
-- the Fashion-MNIST CNN on 1x28x28 (conv 32 3x3 - pool - conv 64 3x3 - pool - 128 - dropout - 10).
+- the Fashion-MNIST CNN on 1x28x28 (conv 32 3x3 - pool - conv 64 3x3 - pool - 128 - dropout - 10),
+  the NNX `jaxnets.models.cnn.FashionCNN` itself.
 
 Contenders per model: jaxnets with its hand-derived backward (manual_vjp layers, the conv -
 relu - pool blocks as the fused `conv.conv2d_relu_pool`, on the native CPU kernels where they
@@ -33,9 +34,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from flax import nnx
+
 from jaxnets import host_memory, optim
 from jaxnets.layers import conv, core, losses
-from jaxnets.models import fashion_cnn_functional as fashion
+from jaxnets.models.cnn import FashionCNN
+from jaxnets.nn import set_gradients
 from jaxnets.models import three_layer_convnet as three_layer
 
 Array = jax.Array
@@ -108,7 +112,7 @@ def _torch_fashion():
         nn.Flatten(),
         nn.Linear(64 * 7 * 7, 128),
         nn.ReLU(),
-        nn.Dropout(1 - fashion.KEEP_PROB),
+        nn.Dropout(0.5),
         nn.Linear(128, 10),
     )
 
@@ -128,6 +132,29 @@ def three_layer_plain_loss(params: Any, x: Array, y: Array, key: Array | None = 
     h = core.relu_forward(core.affine_forward(h, params["fc1"])[0])[0]
     scores = core.affine_forward(h, params["fc2"])[0]
     return losses.softmax_cross_entropy_forward(scores, y)[0]
+
+
+def nnx_model_losses(make_model: Callable[[nnx.Rngs], nnx.Module]) -> tuple[Callable, ...]:
+    """The runners' functional interface over an NNX model: `init(key)` gives its nnx.Param
+    state, and each loss merges a parameter state back into the model (dropout seeded by `key`).
+    The first loss runs every layer's hand-derived backward, the second is the same model with
+    gradients="autodiff", for `jax.grad` to differentiate on XLA's kernels."""
+    graphdef, _, rest = nnx.split(make_model(nnx.Rngs(0)), nnx.Param, ...)
+
+    def init(key: Array) -> nnx.State:
+        return nnx.state(make_model(nnx.Rngs(key)), nnx.Param)
+
+    def loss_with(gradients: str) -> Callable:
+        def loss(params: nnx.State, x: Array, y: Array, key: Array | None = None) -> Array:
+            # copy=True: fresh variables in this trace, so dropout may advance its RNG count.
+            model = set_gradients(nnx.merge(graphdef, params, rest, copy=True), gradients)
+            if key is not None:
+                nnx.reseed(model, default=key)
+            return losses.softmax_cross_entropy(model(x), y)
+
+        return loss
+
+    return init, loss_with("manual"), loss_with("autodiff")
 
 
 JAX_MODULE = "jaxnets (hand-derived, separate conv/relu/pool layers)"
@@ -153,9 +180,7 @@ MODELS: dict[str, ModelSpec] = {
             Layer(64 * 7 * 7, 128),
             Layer(128, 10),
         ),
-        fashion.init_fashion_cnn,
-        fashion.fashion_cnn_loss,
-        fashion.fashion_cnn_plain_loss,
+        *nnx_model_losses(lambda rngs: FashionCNN(rngs=rngs)),
         _torch_fashion,
     ),
 }

@@ -1,23 +1,52 @@
-"""`jaxnets bench cnn`: training images/s of jaxnets against PyTorch, printed as a table.
+"""`jaxnets bench cnn|train`: training speed of jaxnets against PyTorch, printed as tables.
 
 jaxnets bench cnn [--batch-size 128] [--steps 3] [--repeats 5] [--models ...] [--json FILE]
+jaxnets bench train [--recipes fashion-mnist resnet9] [--repeats 3] [--json FILE]
+
+`cnn` times single training steps on synthetic batches (jaxnets/bench/cnn.py); `train` times
+whole epochs of the real training commands against PyTorch scripts of the same recipes. That
+one lives beside its PyTorch scripts in the checkout's benchmarks/ folder (benchmarks/train.py),
+as it runs the experiments, which the library never imports.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import pathlib
 import sys
+from types import ModuleType
 
-SUITES = ("cnn",)
+from jaxnets.errors import ConfigError
+
+SUITES = ("cnn", "train")
+TRAIN_SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "train.py"
+
+
+def train_suite() -> ModuleType | None:
+    """benchmarks/train.py of the checkout jaxnets runs from (None in a plain install)."""
+    if not TRAIN_SCRIPT.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location("jaxnets_bench_train", TRAIN_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    suites = parser.add_subparsers(dest="suite", required=True, metavar="SUITE")
+    add_cnn_arguments(suites.add_parser("cnn", help="training steps of two small CNNs"))
+    train = suites.add_parser("train", help="training epochs of the real commands")
+    module = train_suite()
+    if module is not None:
+        module.add_arguments(train)
+
+
+def add_cnn_arguments(parser: argparse.ArgumentParser) -> None:
     from jaxnets.bench.cnn import MODELS, Settings
 
     defaults = Settings()
-    parser.add_argument("suite", choices=SUITES, help="which benchmark: cnn")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument(
         "--steps", type=int, default=defaults.steps, help="training steps per contender per round"
@@ -63,6 +92,19 @@ def _positive(name: str, value: int) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.suite == "train":
+        module = train_suite()
+        if module is None:
+            raise ConfigError(
+                f"jaxnets bench train runs {TRAIN_SCRIPT.relative_to(TRAIN_SCRIPT.parents[1])} "
+                "of a checkout of jaxnets (it is not installed with the package): run it from "
+                "a clone"
+            )
+        return module.run(args)
+    return run_cnn(args)
+
+
+def run_cnn(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from jaxnets.bench.cnn import Settings, run_benchmark

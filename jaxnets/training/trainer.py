@@ -308,8 +308,12 @@ class Trainer:
             with Progress(*columns, console=self.console, disable=not self.progress) as bar:
                 for epoch in range(self.epoch + 1, epochs + 1):
                     start = time.perf_counter()
-                    train_metrics, step_losses = self._train_epoch(
-                        bar, epoch, epochs, train_batches(epoch), steps_per_epoch
+                    train_metrics, step_losses = self.train_epoch(
+                        train_batches(epoch),
+                        epoch=epoch,
+                        epochs=epochs,
+                        steps=steps_per_epoch,
+                        bar=bar,
                     )
                     record: dict[str, Any] = {"epoch": epoch, "step": self.step}
                     record.update({f"train_{k}": v for k, v in train_metrics.items()})
@@ -361,16 +365,30 @@ class Trainer:
             raise TrainingInterrupted(f"interrupted in epoch {self.epoch + 1}; {kept}") from None
         return self.run.records()
 
-    def _train_epoch(
-        self, bar: Progress, epoch: int, epochs: int, batches: Iterable[Batch], steps: int | None
+    def train_step(self, batch: Batch) -> dict[str, Any]:
+        """One jitted optimizer step on `batch`; its metrics, still on the device."""
+        return self._train_step(self._shard(batch))
+
+    def train_epoch(
+        self,
+        batches: Iterable[Batch],
+        *,
+        epoch: int = 1,
+        epochs: int = 1,
+        steps: int | None = None,
+        bar: Progress | None = None,
     ) -> tuple[dict[str, float], list[float]]:
-        """One epoch of train steps under a progress bar; the epoch's train metrics and each
-        step's training loss (read from the device once, at the end of the epoch)."""
+        """One epoch of train steps (under `bar`, a rich Progress, when given); the epoch's
+        train metrics and each step's training loss, read from the device once, at the end of
+        the epoch. `fit` runs it; `jaxnets bench train` times it alone."""
+        if bar is None:
+            with Progress(disable=True) as quiet:
+                return self.train_epoch(batches, epoch=epoch, epochs=epochs, steps=steps, bar=quiet)
         total = steps or (len(batches) if hasattr(batches, "__len__") else None)
         task = bar.add_task(f"epoch {epoch}/{epochs}", total=total, info="")
         results = []
         for i, batch in enumerate(batches):
-            results.append(self._train_step(self._shard(batch)))
+            results.append(self.train_step(batch))
             if (i + 1) % self.log_every == 0 and "loss" in results[-1]:
                 # This reading waits for the device anyway: check the loss while here.
                 loss = _scalar(results[-1]["loss"])
