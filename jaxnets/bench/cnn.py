@@ -33,14 +33,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-
 from flax import nnx
 
 from jaxnets import host_memory, optim
 from jaxnets.layers import conv, core, losses
+from jaxnets.models import three_layer_convnet as three_layer
 from jaxnets.models.cnn import FashionCNN
 from jaxnets.nn import set_gradients
-from jaxnets.models import three_layer_convnet as three_layer
 
 Array = jax.Array
 Runner = Callable[[int], None]  # run k training steps and wait for them to finish
