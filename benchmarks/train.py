@@ -12,9 +12,17 @@ Contenders run one epoch each per round, in interleaved rounds, so a change of m
 all of them alike; figures are medians over rounds. Each contender's step alone (k steps on one
 batch already in memory) is timed too, so the report shows how much of an epoch is not the step.
 
-Recipes: fashion-mnist (the course's CNN, batch 64, Adam 1e-3, cosine; 54,000 images) and
-resnet9 (Page's ResNet-9 at --width, batch 512, SGD Nesterov, one-cycle, crop + flip, on the
-CIFAR-10 copy --cifar-dir points to).
+Recipes and their peers:
+- fashion-mnist: the course's CNN, batch 64, Adam 1e-3, cosine; 54,000 images
+  (benchmarks/train_torch.py);
+- resnet9: Page's ResNet-9 at --width, batch 512, SGD Nesterov, one-cycle, crop + flip, on the
+  CIFAR-10 copy --cifar-dir points to (benchmarks/train_torch.py);
+- bert-mlm: `jaxnets pretrain bert`'s CPU preset, an "epoch" being its 50-step logging epoch of
+  32 x 128 tokens, on random token rows of its 8,192-piece vocabulary: the step's time does not
+  depend on the text (benchmarks/bert_torch.py);
+- gcn-molhiv: `jaxnets train gcn --dataset ogbg-molhiv`'s course model and recipe (batch 32) on
+  the training graphs of the copy --ogb-dir points to, against PyTorch Geometric
+  (benchmarks/gcn_pyg.py; `pip install torch-geometric`).
 """
 
 from __future__ import annotations
@@ -29,9 +37,11 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-RECIPES = ("fashion-mnist", "resnet9")
+RECIPES = ("fashion-mnist", "resnet9", "bert-mlm", "gcn-molhiv")
 GRADIENTS = ("manual", "autodiff")
 TORCH = "PyTorch eager"
+PYG = "PyTorch Geometric"
+UNITS = {"bert-mlm": "seq", "gcn-molhiv": "graph"}  # what one training example is (else img)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,13 +56,46 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--fashion-dir", help="Fashion-MNIST files (default: the usual search)")
     parser.add_argument("--cifar-dir", help="CIFAR-10 files (default: the usual search)")
+    parser.add_argument(
+        "--ogb-dir", help="the folder holding ogbg_molhiv/ (default: ../shared/data/ogb)"
+    )
     parser.add_argument("--no-torch", action="store_true", help="time jaxnets only")
     parser.add_argument("--json", type=pathlib.Path, help="write every figure to this file")
 
 
 # ----------------------------------------------------------------------------- contenders
 class JaxContender:
-    """The `jaxnets train` trainer of a recipe, with one gradient mode."""
+    """A recipe's jaxnets `Trainer` (the one its command builds), with one gradient mode:
+    subclasses give the trainer, batch size, steps per epoch and the batches of an epoch."""
+
+    trainer: Any
+    batch_size: int
+    steps_per_epoch: int
+
+    def batches(self, epoch: int) -> Iterator[dict]:
+        raise NotImplementedError
+
+    def epoch(self, epoch: int) -> float:
+        start = time.perf_counter()
+        self.trainer.train_epoch(self.batches(epoch), epoch=epoch, steps=self.steps_per_epoch)
+        return time.perf_counter() - start
+
+    def steps(self, k: int) -> float:
+        import jax
+
+        batches = iter(self.batches(1))
+        batch = next(batches)
+        getattr(batches, "close", lambda: None)()  # stop a prefetching thread
+        jax.block_until_ready(self.trainer.train_step(batch))
+        start = time.perf_counter()
+        for _ in range(k):
+            metrics = self.trainer.train_step(batch)
+        jax.block_until_ready(metrics)
+        return time.perf_counter() - start
+
+
+class ImageContender(JaxContender):
+    """`jaxnets train fashion-mnist|cifar10`: `make_trainer` of experiments/images/train.py."""
 
     def __init__(self, config: Any, data: Any, workdir: str):
         from rich.console import Console
@@ -65,27 +108,79 @@ class JaxContender:
         )
         self.steps_per_epoch = data.steps_per_epoch(self.batch_size)
 
-    def _batches(self, epoch: int) -> Iterator[dict]:
+    def batches(self, epoch: int) -> Iterator[dict]:
         from experiments.images.train import train_batches
 
         return train_batches(self.config, self.data, self.batch_size, epoch)
 
+
+class BertContender(JaxContender):
+    """`jaxnets pretrain bert`: the model, optimizer and MLM loss of `make_mlm`."""
+
+    def __init__(self, config: Any, sequences: Any, special: dict, workdir: str):
+        from types import SimpleNamespace
+
+        from rich.console import Console
+
+        from experiments.bert.train import make_mlm
+        from jaxnets.training.trainer import Trainer
+
+        self.config, self.sequences = config, sequences
+        tokenizer = SimpleNamespace(vocab_size=config.vocab_size, **special)
+        _, model, schedule, tx, loss_fn = make_mlm(config, tokenizer)
+        self.trainer = Trainer(
+            model,
+            tx,
+            loss_fn,
+            workdir,
+            learning_rate_fn=schedule,
+            console=Console(quiet=True),
+            progress=False,
+        )
+        self.batch_size, self.steps_per_epoch = config.batch_size, config.steps_per_epoch
+
+    def batches(self, epoch: int) -> list[dict]:
+        from experiments.bert.train import pretrain_batches
+
+        return pretrain_batches(self.sequences, self.config, epoch)
+
+
+class GraphContender:
+    """`jaxnets train gcn` on graph batches: its Task's epoch and jitted train step (GCN keeps
+    its own loop; see experiments/gcn/train.py)."""
+
+    def __init__(self, config: Any, dataset: Any, train: Any):
+        import jax.numpy as jnp
+        import numpy as np
+
+        from experiments.gcn.train import Task, create_model_and_optimizer
+
+        self.task = Task(dataset, config)
+        self.task.splits = {**self.task.splits, "train": train}
+        self.model, self.optimizer = create_model_and_optimizer(self.task, jnp.asarray(config.seed))
+        self.batch_size = config.batch_size
+        self.steps_per_epoch = -(-len(train) // self.batch_size)
+        self.examples_per_epoch = len(train)
+        self.rng = np.random.default_rng(config.seed)
+
     def epoch(self, epoch: int) -> float:
         start = time.perf_counter()
-        self.trainer.train_epoch(self._batches(epoch), epoch=epoch, steps=self.steps_per_epoch)
+        self.task.train_epoch(self.model, self.optimizer, self.rng)
         return time.perf_counter() - start
 
     def steps(self, k: int) -> float:
         import jax
 
-        batches = self._batches(0)
-        batch = next(batches)
-        batches.close()
-        jax.block_until_ready(self.trainer.train_step(batch))
+        from experiments.gcn.train import train_step
+
+        graphs, real = next(self.task.batches(self.task.splits["train"], self.batch_size))
+        mask = jax.device_put(real)
+        args = (self.model, self.optimizer, graphs, graphs.globals, mask, self.task.task)
+        jax.block_until_ready(train_step(*args))
         start = time.perf_counter()
         for _ in range(k):
-            metrics = self.trainer.train_step(batch)
-        jax.block_until_ready(metrics)
+            loss = train_step(*args)
+        jax.block_until_ready(loss)
         return time.perf_counter() - start
 
 
@@ -109,6 +204,12 @@ def _image_config(recipe: str, args: argparse.Namespace, gradients: str) -> Any:
 
 
 def contenders(recipe: str, args: argparse.Namespace, workdir: str) -> dict[str, Any]:
+    """Contender name -> runner (`.epoch(e)`, `.steps(k)`, `.steps_per_epoch`, `.batch_size`)."""
+    make = {"bert-mlm": bert_contenders, "gcn-molhiv": gcn_contenders}.get(recipe, image_contenders)
+    return make(recipe, args, workdir)
+
+
+def image_contenders(recipe: str, args: argparse.Namespace, workdir: str) -> dict[str, Any]:
     from experiments.images.input_pipeline import load_data
 
     runners: dict[str, Any] = {}
@@ -116,8 +217,8 @@ def contenders(recipe: str, args: argparse.Namespace, workdir: str) -> dict[str,
     for mode in args.gradients:
         config = _image_config(recipe, args, mode)
         data = data or load_data(config)
-        runners[f"jaxnets ({mode})"] = JaxContender(config, data, f"{workdir}/{recipe}-{mode}")
-    if not args.no_torch and _torch_available():
+        runners[f"jaxnets ({mode})"] = ImageContender(config, data, f"{workdir}/{recipe}-{mode}")
+    if _use_torch(args):
         import train_torch
 
         runners[TORCH] = train_torch.Runner(
@@ -131,12 +232,83 @@ def contenders(recipe: str, args: argparse.Namespace, workdir: str) -> dict[str,
     return runners
 
 
-def _torch_available() -> bool:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        return False
-    return True
+def bert_contenders(recipe: str, args: argparse.Namespace, workdir: str) -> dict[str, Any]:
+    import math
+
+    import bert_torch
+
+    from experiments.bert.config import get_pretrain_config
+    from jaxnets.text.tokenizer import SPECIAL_TOKENS
+
+    ids = {name: SPECIAL_TOKENS.index(f"[{name.upper()}]") for name in ("pad", "cls", "sep")}
+    special = {f"{name}_id": i for name, i in ids.items()}
+    special |= {"mask_id": SPECIAL_TOKENS.index("[MASK]"), "first_regular_id": len(SPECIAL_TOKENS)}
+    runners: dict[str, Any] = {}
+    for mode in args.gradients:
+        config = get_pretrain_config("cpu", gradients=mode)
+        rows = args.limit_train or config.batch_size * config.steps_per_epoch
+        sequences = bert_torch.random_sequences(rows, config.max_len, config.vocab_size)
+        runners[f"jaxnets ({mode})"] = BertContender(
+            config, sequences, special, f"{workdir}/bert-{mode}"
+        )
+    if _use_torch(args):
+        p = 0.15 * config.max_len  # make_mlm's max_predictions
+        runners[TORCH] = bert_torch.Runner(
+            sequences,
+            vocab_size=config.vocab_size,
+            special_ids=(special["cls_id"], special["sep_id"]),
+            mask_id=special["mask_id"],
+            first_regular_id=special["first_regular_id"],
+            embed_dim=config.embed_dim,
+            num_heads=config.num_heads,
+            ff_dim=config.ff_dim,
+            num_layers=config.num_layers,
+            batch_size=config.batch_size,
+            steps_per_epoch=config.steps_per_epoch,
+            total_steps=config.steps,
+            warmup_steps=config.warmup_steps,
+            learning_rate=config.learning_rate,
+            max_predictions=min(config.max_len, math.ceil(p + 3 * math.sqrt(p * 0.85))),
+            seed=config.seed,
+        )
+    return runners
+
+
+def gcn_contenders(recipe: str, args: argparse.Namespace, workdir: str) -> dict[str, Any]:
+    from experiments.gcn.config import get_config
+    from jaxnets.data.graphs import atom_feature_dims, load_graph_dataset
+    from jaxnets.data.text import DEFAULT_DATA_DIR
+
+    dataset = load_graph_dataset("ogbg-molhiv", args.ogb_dir or DEFAULT_DATA_DIR / "ogb")
+    train = dataset.splits["train"][: args.limit_train]
+    runners: dict[str, Any] = {}
+    for mode in args.gradients:
+        config = get_config("ogbg-molhiv", gradients=mode)
+        runners[f"jaxnets ({mode})"] = GraphContender(config, dataset, train)
+    if _use_torch(args) and _available("torch_geometric"):
+        import gcn_pyg
+
+        runners[PYG] = gcn_pyg.Runner(
+            gcn_pyg.to_pyg(dataset, train),
+            atom_feature_dims(dataset),
+            num_tasks=dataset.num_tasks,
+            hidden=config.hidden,
+            num_layers=config.num_layers,
+            dropout=config.dropout,
+            batch_size=config.batch_size,
+            seed=config.seed,
+        )
+    return runners
+
+
+def _use_torch(args: argparse.Namespace) -> bool:
+    return not args.no_torch and _available("torch")
+
+
+def _available(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is not None
 
 
 # ----------------------------------------------------------------------------- timing
@@ -157,29 +329,33 @@ def time_recipe(recipe: str, args: argparse.Namespace, log: Callable[[str], None
                 epochs[name].append(runner.epoch(round_))
                 alone[name].append(runner.steps(k) / k)
         batch = first.batch_size
+        examples = getattr(first, "examples_per_epoch", steps * batch)
+    peer = next((name for name in (TORCH, PYG) if name in runners), None)
     figures = {}
     for name in runners:
         epoch_s = statistics.median(epochs[name])
         step_s = statistics.median(alone[name])
         figures[name] = {
             "epoch_seconds": epoch_s,
-            "img_per_s": steps * batch / epoch_s,
+            "examples_per_s": examples / epoch_s,
             "step_alone_epoch_seconds": step_s * steps,
             # The part of an epoch that is not the step: pipeline, copies, Python, syncs.
             "not_step_fraction": max(0.0, 1 - step_s * steps / epoch_s),
             "epoch_seconds_all": epochs[name],
         }
-    torch_s = figures.get(TORCH, {}).get("epoch_seconds")
+    peer_s = figures[peer]["epoch_seconds"] if peer else None
     return {
-        "images_per_epoch": steps * batch,
+        "unit": UNITS.get(recipe, "img"),
+        "examples_per_epoch": examples,
         "batch_size": batch,
         "steps_per_epoch": steps,
         "contenders": figures,
-        # jaxnets speed over PyTorch eager's, per epoch (> 1: jaxnets is faster).
-        "ratios_vs_torch_eager": {
-            name: torch_s / f["epoch_seconds"]
+        "peer": peer,
+        # jaxnets speed over the peer's, per epoch (> 1: jaxnets is faster).
+        "ratios_vs_peer": {
+            name: peer_s / f["epoch_seconds"]
             for name, f in figures.items()
-            if torch_s and name != TORCH
+            if peer and name != peer
         },
     }
 
@@ -192,11 +368,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.repeats < 1:
         raise ConfigError(f"--repeats must be >= 1, got {args.repeats}")
-    sys.path.insert(0, str(pathlib.Path(__file__).parent))  # for train_torch
+    sys.path.insert(0, str(pathlib.Path(__file__).parent))  # for the peers' scripts
     console = Console()
     ticks = cpu_ticks()
     result: dict[str, Any] = {"machine": machine_info(), "load_average_start": load_average()}
-    if args.no_torch or not _torch_available():
+    if args.no_torch or not _available("torch"):
         console.print("no PyTorch contender (--no-torch, or PyTorch is not installed)")
     result["settings"] = {k: str(v) if v is not None else None for k, v in vars(args).items()}
     result["recipes"] = {
@@ -223,19 +399,21 @@ def print_report(result: dict, console: Any) -> None:
         f"{result['load_average_end']}; stolen {result['cpu_steal_percent']}%"
     )
     for recipe, figures in result["recipes"].items():
+        unit = figures["unit"]
         table = Table(
-            title=f"{recipe}: an epoch of {figures['images_per_epoch']:,} images, "
+            title=f"{recipe}: an epoch of {figures['examples_per_epoch']:,} {unit}s, "
             f"batch {figures['batch_size']}"
         )
-        for column in ("contender", "s/epoch", "img/s", "step alone", "not step", "vs PyTorch"):
+        columns = ("contender", "s/epoch", f"{unit}/s", "step alone", "not step", "vs peer")
+        for column in columns:
             table.add_column(column, justify="left" if column == "contender" else "right")
-        ratios = figures["ratios_vs_torch_eager"]
+        ratios = figures["ratios_vs_peer"]
         for name, f in figures["contenders"].items():
             ratio = ratios.get(name)
             table.add_row(
                 name,
                 f"{f['epoch_seconds']:.1f}",
-                f"{f['img_per_s']:,.0f}",
+                f"{f['examples_per_s']:,.0f}",
                 f"{f['step_alone_epoch_seconds']:.1f} s",
                 f"{100 * f['not_step_fraction']:.0f}%",
                 "-" if ratio is None else f"{ratio:.2f}x",

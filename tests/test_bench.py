@@ -121,10 +121,13 @@ def test_bench_train_times_the_real_trainer(tmp_path, capsys):
     names = {"jaxnets (manual)", "jaxnets (autodiff)"}
     if cnn.torch_available():
         names.add("PyTorch eager")
-        assert set(figures["ratios_vs_torch_eager"]) == names - {"PyTorch eager"}
+        assert figures["peer"] == "PyTorch eager"
+        assert set(figures["ratios_vs_peer"]) == names - {"PyTorch eager"}
     assert set(figures["contenders"]) == names
     for f in figures["contenders"].values():
-        assert f["img_per_s"] == pytest.approx(figures["images_per_epoch"] / f["epoch_seconds"])
+        assert f["examples_per_s"] == pytest.approx(
+            figures["examples_per_epoch"] / f["epoch_seconds"]
+        )
         assert 0 <= f["not_step_fraction"] < 1
     assert "fashion-mnist: an epoch of" in capsys.readouterr().out
 
@@ -136,3 +139,21 @@ def test_bench_train_rejects_bad_arguments():
         main(["train", "--repeats", "0"])
     with pytest.raises(SystemExit):
         main(["train", "--recipes", "bert"])
+
+
+@pytest.mark.slow
+def test_bench_train_bert_and_gcn_recipes(tmp_path, shared_data):
+    # The CPU BERT preset's MLM step and the molhiv GCN on 64 graphs, jaxnets only.
+    if not (shared_data / "ogb" / "ogbg_molhiv").is_dir():
+        pytest.skip("ogbg-molhiv is not in ../shared/data/ogb")
+    out = tmp_path / "bench.json"
+    argv = ["train", "--recipes", "bert-mlm", "gcn-molhiv", "--repeats", "1", "--no-torch"]
+    argv += ["--limit-train", "64", "--ogb-dir", str(shared_data / "ogb"), "--json", str(out)]
+    assert main(argv) == 0
+    recipes = json.loads(out.read_text())["recipes"]
+    assert recipes["bert-mlm"]["examples_per_epoch"] == 50 * 32  # a logging epoch of the preset
+    assert recipes["gcn-molhiv"]["examples_per_epoch"] == 64
+    assert recipes["gcn-molhiv"]["steps_per_epoch"] == 2
+    for figures in recipes.values():
+        assert set(figures["contenders"]) == {"jaxnets (manual)", "jaxnets (autodiff)"}
+        assert figures["peer"] is None and figures["ratios_vs_peer"] == {}

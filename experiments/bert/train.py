@@ -17,6 +17,7 @@ import math
 import os
 import pathlib
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -255,6 +256,50 @@ def _classic_threefry(fn):
 
 
 @_classic_threefry
+def make_mlm(
+    config: PretrainConfig, tokenizer: WordPieceTokenizer
+) -> tuple[BertConfig, BertModel, optax.Schedule, optax.GradientTransformation, Callable]:
+    """The pretraining run's model config, model, schedule, optimizer and MLM loss for
+    `tokenizer`'s vocabulary and special ids. `jaxnets bench train` times this same step."""
+    bert_config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        embed_dim=config.embed_dim,
+        num_heads=config.num_heads,
+        num_layers=config.num_layers,
+        ff_dim=config.ff_dim,
+        max_len=config.max_len,
+        dropout_rate=config.dropout,
+        positions=config.positions,
+        norm_first=config.norm_first,
+        mask_token_id=tokenizer.mask_id,
+        pad_id=tokenizer.pad_id,
+    )
+    model = _create(
+        lambda: BertModel(bert_config, rngs=nnx.Rngs(params=config.seed, dropout=config.seed + 1))
+    )
+    set_compute_dtype(model, config.compute_dtype)
+    nn.set_gradients(model, nn.default_gradients(config.gradients))
+    schedule = make_schedule(
+        "cosine", config.learning_rate, config.steps, warmup_steps=config.warmup_steps
+    )
+    tx = _optimizer("adamw", schedule, config.weight_decay, config.clip_norm)
+    mask_kwargs = {
+        "mask_id": tokenizer.mask_id,
+        "vocab_size": tokenizer.vocab_size,
+        "pad_id": tokenizer.pad_id,
+        "random_low": tokenizer.first_regular_id,
+        "special_ids": (tokenizer.cls_id, tokenizer.sep_id),
+    }
+    # 15% of max_len plus 3 standard deviations of the binomial count (32 of 128): about 1 row
+    # in 1,300 has more selected tokens, and only its extra ones go unpredicted.
+    p = 0.15 * config.max_len
+    max_predictions = min(config.max_len, math.ceil(p + 3 * math.sqrt(p * 0.85)))
+    loss_fn = functools.partial(
+        mlm_loss, seed=config.seed, mask_kwargs=mask_kwargs, max_predictions=max_predictions
+    )
+    return bert_config, model, schedule, tx, loss_fn
+
+
 def pretrain(
     config: PretrainConfig,
     out_dir: str | os.PathLike,
@@ -300,44 +345,9 @@ def pretrain(
         f"({tokenize_seconds:.0f}s)"
     )
 
-    bert_config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        embed_dim=config.embed_dim,
-        num_heads=config.num_heads,
-        num_layers=config.num_layers,
-        ff_dim=config.ff_dim,
-        max_len=config.max_len,
-        dropout_rate=config.dropout,
-        positions=config.positions,
-        norm_first=config.norm_first,
-        mask_token_id=tokenizer.mask_id,
-        pad_id=tokenizer.pad_id,
-    )
-    model = _create(
-        lambda: BertModel(bert_config, rngs=nnx.Rngs(params=config.seed, dropout=config.seed + 1))
-    )
-    set_compute_dtype(model, config.compute_dtype)
-    nn.set_gradients(model, nn.default_gradients(config.gradients))
+    bert_config, model, schedule, tx, loss_fn = make_mlm(config, tokenizer)
     params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
     epochs = math.ceil(config.steps / config.steps_per_epoch)
-    schedule = make_schedule(
-        "cosine", config.learning_rate, config.steps, warmup_steps=config.warmup_steps
-    )
-    tx = _optimizer("adamw", schedule, config.weight_decay, config.clip_norm)
-    mask_kwargs = {
-        "mask_id": tokenizer.mask_id,
-        "vocab_size": tokenizer.vocab_size,
-        "pad_id": tokenizer.pad_id,
-        "random_low": tokenizer.first_regular_id,
-        "special_ids": (tokenizer.cls_id, tokenizer.sep_id),
-    }
-    # 15% of max_len plus 3 standard deviations of the binomial count (32 of 128): about 1 row
-    # in 1,300 has more selected tokens, and only its extra ones go unpredicted.
-    p = 0.15 * config.max_len
-    max_predictions = min(config.max_len, math.ceil(p + 3 * math.sqrt(p * 0.85)))
-    loss_fn = functools.partial(
-        mlm_loss, seed=config.seed, mask_kwargs=mask_kwargs, max_predictions=max_predictions
-    )
     val = eval_batches({"ids": val_seqs}, config.eval_batch_size, seed_offset=10**6)
     console.print(
         f"BERT {config.num_layers} layers, E={config.embed_dim}, {config.num_heads} heads, "

@@ -83,7 +83,7 @@ def _optimizer(model: nnx.Module, config: GCNConfig) -> nnx.Optimizer:
 
 
 @functools.partial(nnx.jit, static_argnums=0)
-def _create(task: _Task, seed: jax.Array) -> tuple[nnx.Module, nnx.Optimizer]:
+def create_model_and_optimizer(task: Task, seed: jax.Array) -> tuple[nnx.Module, nnx.Optimizer]:
     """Model and optimizer built in one compiled program (op-by-op init compiles every op);
     the seed is traced, so all seeds share the compilation."""
     model = task.model(seed)
@@ -97,8 +97,10 @@ def _snapshot(model: nnx.Module, optimizer: nnx.Optimizer) -> dict:
 
 
 # ----------------------------------------------------------------------------- one run
-@dataclasses.dataclass(eq=False)  # hashed by identity: a static argument of _create
-class _Task:
+@dataclasses.dataclass(
+    eq=False
+)  # hashed by identity: a static argument of create_model_and_optimizer
+class Task:
     """What the training loop needs from a dataset: how to step, evaluate and predict."""
 
     dataset: NodeDataset | GraphDataset
@@ -135,7 +137,7 @@ class _Task:
             for module in modules:
                 nnx.update(module, replicate(nnx.state(module), self.mesh))
 
-    def _batches(self, indices: np.ndarray, batch_size: int, rng=None):
+    def batches(self, indices: np.ndarray, batch_size: int, rng=None):
         """(sharded padded GraphsTuple, host mask of its real graphs) for each batch."""
         for graphs, _ in iterate_batches(
             self.dataset, indices, batch_size, rng=rng, multiple_of=self.devices
@@ -184,7 +186,7 @@ class _Task:
             )
             return float(loss)
         losses = []
-        for graphs, real in self._batches(self.splits["train"], self.config.batch_size, rng):
+        for graphs, real in self.batches(self.splits["train"], self.config.batch_size, rng):
             mask = self._place(real)
             losses.append(train_step(model, optimizer, graphs, graphs.globals, mask, self.task))
         return float(np.mean(jax.device_get(losses)))
@@ -199,7 +201,7 @@ class _Task:
         result = {}
         for split in splits:
             chunks = []
-            for graphs, real in self._batches(self.splits[split], self.config.eval_batch_size):
+            for graphs, real in self.batches(self.splits[split], self.config.eval_batch_size):
                 chunks.append(np.asarray(predict(model, graphs))[real])
             result[split] = (np.concatenate(chunks), ds.labels[self.splits[split]])
         return result
@@ -246,12 +248,12 @@ def _stratified_split(ds: GraphDataset, seed: int) -> dict[str, np.ndarray]:
     return {"train": np.sort(train), "valid": np.sort(valid), "test": np.sort(test)}
 
 
-def train_one_seed(task: _Task, seed: int, run: RunDir, progress: Progress) -> dict[str, Any]:
+def train_one_seed(task: Task, seed: int, run: RunDir, progress: Progress) -> dict[str, Any]:
     """Train for config.epochs, keep the best epoch by validation, checkpoint it, write its
     predictions and curves; returns that epoch's scores."""
     config, metric = task.config, task.metric
     start = time.perf_counter()
-    model, optimizer = _create(task, jnp.asarray(seed))
+    model, optimizer = create_model_and_optimizer(task, jnp.asarray(seed))
     task.replicate(model, optimizer)
     rng = np.random.default_rng(seed)
     run.reset_metrics()
@@ -316,7 +318,7 @@ def train_one_seed(task: _Task, seed: int, run: RunDir, progress: Progress) -> d
     }
 
 
-def _write_predictions(task: _Task, outputs: dict, path: Path) -> None:
+def _write_predictions(task: Task, outputs: dict, path: Path) -> None:
     """One row per test item (node or graph) and task: y_pred is the predicted class, the
     probability of the positive class, or the regressed value; y_true the label."""
     out, y = outputs["test"]
@@ -354,7 +356,7 @@ def train_and_evaluate(
     dataset = load_graph_dataset(
         config.dataset, data_dir, download=download, use_node_attr=config.use_node_attr
     )
-    task = _Task(dataset, config)
+    task = Task(dataset, config)
     out.start()
     runs = []
     with Progress(
