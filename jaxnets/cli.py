@@ -27,6 +27,10 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
     ),
     "fashion-mnist": ("experiments.images.fashion_mnist", "Fashion-MNIST CNN (IDX files or TFDS)"),
     "cifar10": ("experiments.images.cifar10", "CIFAR-10 from scratch with augmentation"),
+    "images": (
+        "experiments.images.images",
+        "CNN on your own image folder (train/<class>/*, test/<class>/*), any classes and size",
+    ),
     "gcn": ("experiments.gcn.main", "GCN on Cora, ENZYMES or OGB datasets (jraph)"),
     "transfer": (
         "experiments.transfer.main",

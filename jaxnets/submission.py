@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-IMAGE_EXPERIMENTS = ("digits", "fashion-mnist", "cifar10")
+IMAGE_EXPERIMENTS = ("digits", "fashion-mnist", "cifar10", "images")
 
 
 def write_submission(labels: Sequence[int] | np.ndarray, path: str | os.PathLike) -> pathlib.Path:
@@ -132,7 +132,7 @@ def restore_checkpoint(trainer: Any, which: str) -> int:
 def _image_classifier(
     run_dir: pathlib.Path, results: dict[str, Any], checkpoint: str | None, data_dir: str | None
 ) -> Classifier:
-    """A digits / fashion-mnist / cifar10 run of experiments.images."""
+    """A digits / fashion-mnist / cifar10 / images run of experiments.images."""
     from experiments.images.config import ImageConfig
     from experiments.images.input_pipeline import load_data
     from experiments.images.train import build_model, build_optimizer, classification_loss

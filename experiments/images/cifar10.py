@@ -1,4 +1,5 @@
-"""`jaxnets train cifar10`: a CNN on CIFAR-10 (python batches, .npz or a prepared TFDS copy)."""
+"""`jaxnets train cifar10`: a CNN on CIFAR-10 (python batches, .npz, an image folder such as
+the JPEG copy, or a prepared TFDS copy)."""
 
 from __future__ import annotations
 

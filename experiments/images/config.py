@@ -1,7 +1,8 @@
 """One config dataclass for the image experiments, with each experiment's defaults.
 
-`get_config(name, **overrides)` gives the defaults of "digits", "fashion-mnist" or "cifar10" with
-any field replaced; the command-line flags map one to one onto fields.
+`get_config(name, **overrides)` gives the defaults of "digits", "fashion-mnist", "cifar10" or
+"images" (any image folder) with any field replaced; the command-line flags map one to one onto
+fields.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ class ImageConfig:
     model_options: dict[str, Any] = dataclasses.field(default_factory=dict)
     eval_checkpoint: str = "last"  # "last" or "best" (by validation accuracy) for the test
     data_dir: str | None = None
+    image_size: int | None = None  # "images" only: resize every image to image_size^2
     source: str = "auto"  # auto, files, tfds
     seed: int = 0
     compute_dtype: str = "float32"  # "bfloat16": mixed precision, float32 parameters
@@ -78,6 +80,19 @@ DEFAULTS: dict[str, ImageConfig] = {
         weight_decay=5e-4,
         label_smoothing=0.1,
         augment=True,
+    ),
+    # Any image folder (train/<class>/*, test/<class>/*; `jaxnets.data.image_folder`), any
+    # number of classes and any image size: a narrow ResNet-9, whose global max pool takes any
+    # size of 8x8 or more, with Adam (no learning rate to tune per dataset) and crop + flip.
+    "images": ImageConfig(
+        dataset="images",
+        model="resnet9",
+        epochs=10,
+        batch_size=64,
+        learning_rate=1e-3,
+        label_smoothing=0.1,
+        augment=True,
+        model_options={"width": 16},
     ),
 }
 

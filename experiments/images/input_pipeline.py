@@ -114,7 +114,9 @@ def _subset(images: np.ndarray, labels: np.ndarray, limit: int | None, seed: int
 
 def load_data(config: ImageConfig) -> ImageData:
     """Load `config.dataset` (raises jaxnets.data.images.DatasetNotFoundError when absent)."""
-    splits = load_image_dataset(config.dataset, config.data_dir, config.source)
+    # image_size only when set: the other datasets' readers refuse it.
+    resize = {} if config.image_size is None else {"image_size": config.image_size}
+    splits = load_image_dataset(config.dataset, config.data_dir, config.source, **resize)
     train_x, train_y = _subset(
         splits.train_images, splits.train_labels, config.limit_train, config.seed
     )

@@ -1,4 +1,4 @@
-"""Command-line flags shared by `jaxnets train digits|fashion-mnist|cifar10`."""
+"""Command-line flags shared by `jaxnets train digits|fashion-mnist|cifar10|images`."""
 
 from __future__ import annotations
 
@@ -43,6 +43,7 @@ _FIELDS = {
     "limit_test": "limit_test",
     "eval_checkpoint": "eval_checkpoint",
     "data_dir": "data_dir",
+    "image_size": "image_size",
     "source": "source",
     "seed": "seed",
     "compute_dtype": "compute_dtype",
@@ -116,8 +117,24 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
         choices=("last", "best"),
         help=f"which model the test evaluates (default: {d.eval_checkpoint})",
     )
-    add("--data-dir", help="where the dataset's files (or a prepared TFDS copy) are")
-    add("--source", choices=("auto", "files", "tfds"), help="data source (default: auto)")
+    if name == "images":
+        add(
+            "--data-dir",
+            required=True,
+            metavar="FOLDER",
+            help="the image folder: FOLDER/train/<class>/* and FOLDER/test/<class>/* "
+            "PNG/JPEG files (or a .tar/.tar.gz of such a folder); class names are the folder "
+            "names, sorted",
+        )
+        add(
+            "--image-size",
+            type=positive_int,
+            metavar="N",
+            help="resize every image to NxN (needed when the images differ in size)",
+        )
+    else:
+        add("--data-dir", help="where the dataset's files (or a prepared TFDS copy) are")
+        add("--source", choices=("auto", "files", "tfds"), help="data source (default: auto)")
     add("--seed", type=non_negative_int, help=f"default: {d.seed}")
     add_compute_dtype_argument(parser, d.compute_dtype)
     add_gradients_argument(parser)
@@ -130,10 +147,14 @@ def config_from_args(args: argparse.Namespace, name: str) -> ImageConfig:
         for flag, field in _FIELDS.items()
         if getattr(args, flag, None) is not None
     }
+    model = overrides.get("model", DEFAULTS[name].model)
+    if model != DEFAULTS[name].model:
+        overrides["model_options"] = {}  # the preset's options are for its own model
     if args.width is not None:
-        if overrides.get("model", DEFAULTS[name].model) != "resnet9":
+        if model != "resnet9":
             raise ConfigError("--width applies to --model resnet9 only")
-        overrides["model_options"] = {**DEFAULTS[name].model_options, "width": args.width}
+        options = overrides.get("model_options", DEFAULTS[name].model_options)
+        overrides["model_options"] = {**options, "width": args.width}
     return get_config(name, **overrides)
 
 

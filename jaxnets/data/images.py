@@ -29,11 +29,13 @@ from jaxnets.data.errors import (
 )
 from jaxnets.data.pipeline import stratified_split_indices
 
-DATASETS = ("digits", "fashion-mnist", "cifar10")
+DATASETS = ("digits", "fashion-mnist", "cifar10", "images")
 _ALIASES = {
     "fashion_mnist": "fashion-mnist",
     "fashionmnist": "fashion-mnist",
     "cifar-10": "cifar10",
+    "image-folder": "images",
+    "image_folder": "images",
 }
 SOURCES = ("auto", "files", "tfds")
 
@@ -74,7 +76,8 @@ How to get CIFAR-10 (nothing is downloaded automatically):
   * pass `--data-dir DIR`, DIR holding `{CIFAR10_PICKLE_DIR}` (data_batch_1..5, test_batch,
     batches.meta, from https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz), or a pair of
     .npz files (train.npz/test.npz or cifar10_train*.npz/cifar10_test*.npz) with uint8 `images`
-    [N,32,32,3] or `data` [N,3072] (CIFAR's planar layout) and `labels`;
+    [N,32,32,3] or `data` [N,3072] (CIFAR's planar layout) and `labels`, or an image folder
+    (train/<class>/*.png|jpg, test/<class>/*, or a .tar/.tar.gz of it);
   * or with TFDS, on a machine with internet: `tfds build cifar10 --file_format=array_record
     --data_dir DIR`, copy DIR here and pass `--data-dir DIR`."""
 
@@ -90,10 +93,19 @@ class ImageSplits:
     class_names: list[str]
     source: str
     name: str
+    # Each image's file, relative to its folder, for data read file by file (image folders): what
+    # maps a split's order back to the files. None for data that comes in arrays.
+    train_files: tuple[str, ...] | None = None
+    test_files: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         for part in ("train", "test"):
             x, y = getattr(self, f"{part}_images"), getattr(self, f"{part}_labels")
+            files = getattr(self, f"{part}_files")
+            if files is not None and len(files) != len(x):
+                raise DatasetFormatError(
+                    f"{self.name}: {len(x)} {part} images but {len(files)} file names"
+                )
             if x.dtype != np.uint8 or x.ndim != 4:
                 raise DatasetFormatError(
                     f"{self.name}: {part} images must be uint8 NHWC, got {x.dtype} {x.shape}"
@@ -134,14 +146,21 @@ class ImageSplits:
 
 
 def load_image_dataset(
-    name: str, data_dir: str | Path | None = None, source: str = "auto"
+    name: str,
+    data_dir: str | Path | None = None,
+    source: str = "auto",
+    *,
+    image_size: int | None = None,
 ) -> ImageSplits:
-    """Load "digits", "fashion-mnist" (alias "fashion_mnist") or "cifar10" from local data.
+    """Load "digits", "fashion-mnist" (alias "fashion_mnist"), "cifar10" or "images" (an image
+    folder: `jaxnets.data.image_folder`) from local data.
 
     source: "files" reads the raw files in `data_dir` (Fashion-MNIST defaults to
     /usr/share/datasets/fashion-mnist); "tfds" reads a prepared TFDS dataset with
     `tfds.data_source` (TFDS's default data dir when `data_dir` is None); "auto" tries files, then
-    prepared TFDS, then raises `DatasetNotFoundError`. TFDS is never asked to download.
+    prepared TFDS, then raises `DatasetNotFoundError`. TFDS is never asked to download. CIFAR-10's
+    files may also be an image folder of it (the JPEG copy in ../shared/data/cifar10-jpeg).
+    image_size: "images" only: resize every image to image_size x image_size.
     """
     key = _ALIASES.get(name.lower(), name.lower())
     if key not in DATASETS:
@@ -149,6 +168,10 @@ def load_image_dataset(
         raise ValueError(f"unknown image dataset {name!r}; known names: {known}")
     if source not in SOURCES:
         raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
+    if key == "images":
+        return _load_images(data_dir, source, image_size)
+    if image_size is not None:
+        raise ValueError(f'image_size resizes image folders ("images"), not {name!r}')
     if key == "digits":
         if source == "tfds":
             raise ValueError("digits ships with scikit-learn; there is no TFDS source for it")
@@ -481,18 +504,51 @@ def load_cifar10_npz(train_path: str | Path, test_path: str | Path) -> ImageSpli
 
 
 def _cifar_files_present(directory: Path) -> bool:
-    return directory.is_dir() and (
-        (directory / CIFAR10_PICKLE_DIR).is_dir()
-        or (directory / "data_batch_1").exists()
-        or (directory / "test_batch").exists()
-        or any(directory.glob("*.npz"))
+    from jaxnets.data.image_folder import find_image_folder
+
+    return (
+        directory.is_dir()
+        and (
+            (directory / CIFAR10_PICKLE_DIR).is_dir()
+            or (directory / "data_batch_1").exists()
+            or (directory / "test_batch").exists()
+            or any(directory.glob("*.npz"))
+        )
+    ) or find_image_folder(directory) is not None
+
+
+def load_cifar10_image_folder(path: str | Path) -> ImageSplits:
+    """CIFAR-10 as an image folder (or archive of one): its ten classes, in CIFAR's label order
+    (which is alphabetical, as the folder reader's sorted class names are)."""
+    from jaxnets.data.image_folder import CIFAR10_JPEG_NAME, load_image_folder
+
+    splits = load_image_folder(path)
+    if splits.class_names != CIFAR10_CLASSES:
+        raise DatasetFormatError(
+            f"{splits.source}: classes {', '.join(splits.class_names)}, not CIFAR-10's "
+            f"{', '.join(CIFAR10_CLASSES)}; `jaxnets train images` reads any image folder"
+        )
+    if splits.image_shape != (32, 32, 3):
+        raise DatasetFormatError(f"{splits.source}: images {splits.image_shape}, not 32x32x3")
+    check_known_counts(
+        "the full CIFAR-10",
+        [
+            Count(splits.source, f"{s} images", len(getattr(splits, f"{s}_images")), n)
+            for s, n in CIFAR10_SIZES.items()
+        ],
     )
+    if splits.name != CIFAR10_JPEG_NAME:  # lossless files (PNG) hold CIFAR-10's own pixels
+        splits.name = "cifar10"
+    return splits
 
 
 def load_cifar10_files(directory: str | Path) -> ImageSplits:
-    """CIFAR-10 from `directory`: the python batches if there, else a pair of .npz files."""
+    """CIFAR-10 from `directory`: the python batches if there, else a pair of .npz files, else
+    an image folder of it (a directory or archive; `directory` may name the archive)."""
+    from jaxnets.data.image_folder import find_image_folder
+
     directory = Path(directory)
-    if not directory.is_dir():
+    if not directory.is_dir() and find_image_folder(directory) is None:
         raise DatasetNotFoundError(f"CIFAR-10 directory {directory} does not exist.{_CIFAR_HELP}")
     pickles = directory / CIFAR10_PICKLE_DIR
     if (
@@ -501,12 +557,15 @@ def load_cifar10_files(directory: str | Path) -> ImageSplits:
         or (directory / "test_batch").exists()
     ):
         return load_cifar10_pickles(directory)
-    pair = _find_cifar_npz(directory)
-    if pair is None:
-        raise DatasetNotFoundError(
-            f"{directory} holds neither {CIFAR10_PICKLE_DIR}/ nor CIFAR-10 .npz files.{_CIFAR_HELP}"
-        )
-    return load_cifar10_npz(*pair)
+    pair = _find_cifar_npz(directory) if directory.is_dir() else None
+    if pair is not None:
+        return load_cifar10_npz(*pair)
+    if find_image_folder(directory) is not None:
+        return load_cifar10_image_folder(directory)
+    raise DatasetNotFoundError(
+        f"{directory} holds neither {CIFAR10_PICKLE_DIR}/, CIFAR-10 .npz files nor an image "
+        f"folder of it.{_CIFAR_HELP}"
+    )
 
 
 def _load_cifar10(data_dir: str | Path | None, source: str) -> ImageSplits:
@@ -525,6 +584,20 @@ def _load_cifar10(data_dir: str | Path | None, source: str) -> ImageSplits:
         f"CIFAR-10 not found: {looked}no prepared TFDS cifar10 in {_tfds_dir_name(data_dir)}."
         f"{_CIFAR_HELP}"
     )
+
+
+# ----------------------------------------------------------------------------- image folders
+def _load_images(data_dir: str | Path | None, source: str, image_size: int | None) -> ImageSplits:
+    from jaxnets.data.image_folder import LAYOUT, load_image_folder
+
+    if source == "tfds":
+        raise ValueError("an image folder is read from its files; there is no TFDS source for it")
+    if data_dir is None:
+        raise DatasetNotFoundError(
+            f"an image folder needs its directory: --data-dir FOLDER, where {LAYOUT} "
+            "(or FOLDER is a .tar/.tar.gz of one)"
+        )
+    return load_image_folder(data_dir, image_size=image_size)
 
 
 # ----------------------------------------------------------------------------- TFDS

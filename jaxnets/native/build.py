@@ -18,6 +18,8 @@ from pathlib import Path
 
 import jax
 
+from jaxnets.cache import cache_root
+
 FLAGS = ("-O3", "-ffp-contract=fast", "-std=c++17", "-shared", "-fPIC", "-w")
 
 
@@ -32,8 +34,7 @@ class NativeBuildError(RuntimeError):
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("JAXNETS_CACHE_DIR") or Path.home() / ".cache" / "jaxnets"
-    return Path(root) / "native"
+    return cache_root() / "native"
 
 
 def _compiler() -> str:
