@@ -97,7 +97,8 @@ def test_labels_follow_paths():
     ]  # fmt: skip
     labels = param_labels(nnx.state(model, nnx.Param), "fc/.*")
     assert labels["fc"]["kernel"] == "trainable" and labels["features"][0]["kernel"] == "frozen"
-    assert freeze(optax.sgd(0.1), None) is not None
+    sgd = optax.sgd(0.1)
+    assert freeze(sgd, None) is sgd  # nothing frozen: the optimizer itself, unwrapped
     with pytest.raises(ValueError, match="matches none"):
         check_pattern(model, "head/.*")
 

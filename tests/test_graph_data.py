@@ -7,8 +7,10 @@ written here in the real on-disk formats so the loaders are tested without the s
 from __future__ import annotations
 
 import collections
+import csv
 import gzip
 import pickle
+import re
 
 import jax
 import jax.numpy as jnp
@@ -111,6 +113,7 @@ def test_data_info_other_formats(shared_data, capsys):
     )
     out = capsys.readouterr().out
     assert "classes: 7" in out and "node features: 1433" in out and "undirected edges: 5278" in out
+    # Graph 0's figures are derived from the raw files in the test below.
     assert "graphs: 1513" in out and "graph 0: label 1, 32 nodes, 35 undirected edges" in out
 
 
@@ -396,3 +399,38 @@ def test_padding_preserves_pooled_values():
     # The padding graph's edges stay among its own nodes.
     first_pad = int(graphs.n_node.sum())
     assert np.all(padded.senders[len(graphs.senders) :] >= first_pad)
+
+
+def _smiles_atoms_and_bonds(smiles: str) -> tuple[int, int]:
+    """Heavy atoms and bonds of one connected molecule, counted from its SMILES string alone:
+    atoms are bracket atoms or organic-subset symbols; a tree over n atoms has n - 1 bonds,
+    and each ring-closure label (a digit or %nn outside brackets, used in pairs) adds one."""
+    assert "." not in smiles, "one molecule"
+    unbracketed = re.sub(r"\[[^\]]*\]", "[]", smiles)
+    atoms = smiles.count("[") + len(re.findall(r"Cl|Br|[BCNOPSFI]|[bcnops]", unbracketed))
+    ring_labels = re.findall(r"%\d\d|\d", unbracketed)
+    return atoms, atoms - 1 + len(ring_labels) // 2
+
+
+def test_molbace_graph_0_from_the_raw_files(shared_data):
+    """Graph 0's figures, derived without the loader: the first rows of OGB's raw CSVs, and
+    the SMILES string of BACE_1 (mapping/mol.csv.gz), which gives the same molecule."""
+    folder = shared_data / "ogb" / "ogbg_molbace"
+    if not folder.is_dir():
+        pytest.skip(f"needs {folder}")
+
+    def first_row(name):
+        with gzip.open(folder / name, "rt") as f:
+            return next(csv.reader(f))
+
+    label, nodes, edges = (
+        first_row(f"raw/{n}.csv.gz") for n in ("graph-label", "num-node-list", "num-edge-list")
+    )
+    assert (int(label[0]), int(nodes[0]), int(edges[0])) == (1, 32, 35)
+    with gzip.open(folder / "mapping" / "mol.csv.gz", "rt") as f:
+        row = next(csv.DictReader(f))
+    assert row["mol_id"] == "BACE_1" and int(row["Class"]) == 1
+    assert _smiles_atoms_and_bonds(row["smiles"]) == (32, 35)
+    # The loader agrees (OGB stores each bond once; jraph graphs hold both directions).
+    ds = load_graph_dataset("ogbg-molbace", shared_data / "ogb")
+    assert (int(np.ravel(ds.labels[0])[0]), int(ds.n_node[0]), int(ds.n_edge[0])) == (1, 32, 70)
