@@ -117,6 +117,7 @@ def test_gcn_sharded_over_8_devices_matches_one_device(tmp_path, dataset):
     _assert_same_losses(single, sharded, keys)
 
 
+@pytest.mark.slow  # 30 s; the default tier is near its 10-minute budget
 def test_gcn_masked_batch_norm_sharded_over_8_devices_matches_one_device(tmp_path):
     """ENZYMES with batch norm: the masked batch statistics are sums over the real (unpadded)
     nodes of every shard. The training loss of each step must agree to float32 tolerance. The
