@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
+from scipy.special import erf
 
 from jaxnets.layers.attention import encoder_block, init_encoder_block
 from jaxnets.nn.attention import TransformerBlock
@@ -28,10 +29,8 @@ def _layer_norm(x, gamma, beta):
 
 
 def _gelu(x):
-    # Exact GELU, x * Phi(x), with Phi from the error function (math.erf, elementwise).
-    from math import erf, sqrt
-
-    return x * 0.5 * (1 + np.vectorize(erf)(x / sqrt(2)))
+    # Exact GELU, x * Phi(x), with Phi from the error function.
+    return x * 0.5 * (1 + erf(x / np.sqrt(2)))
 
 
 def _attention(x, p, mask):
@@ -79,6 +78,14 @@ def _inputs(seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).standard_normal((B, T, E))
 
 
+def _functional_block(layer, x, params, norm_first):
+    """`layer` (encoder_block or its plain forward) on the test's inputs, in float64."""
+    params = jax.tree.map(jnp.asarray, params)
+    return layer(
+        jnp.asarray(x), params, jnp.asarray(MASK), num_heads=H, norm_first=norm_first, eps=EPS
+    )
+
+
 # ----------------------------------------------------------------------------- the tests
 @pytest.mark.parametrize("norm_first", [False, True], ids=["post_ln", "pre_ln"])
 def test_functional_block_matches_numpy_in_float64(x64, norm_first):
@@ -86,17 +93,11 @@ def test_functional_block_matches_numpy_in_float64(x64, norm_first):
     # room for the order while a wrong scale (1/d for 1/sqrt(d)), a missed mask or the other
     # layer-norm order each moves outputs by more than 1e-2.
     params, x = _params(), _inputs()
-    ours = encoder_block.forward(
-        jnp.asarray(x), jax.tree.map(jnp.asarray, params), jnp.asarray(MASK),
-        num_heads=H, norm_first=norm_first, eps=EPS,
-    )[0]  # fmt: skip
+    ours = _functional_block(encoder_block.forward, x, params, norm_first)[0]
     np.testing.assert_allclose(ours, _numpy_block(x, params, MASK, norm_first), atol=1e-12)
     # The hand-derived path (custom_vjp form) runs the same forward.
-    np.testing.assert_allclose(
-        encoder_block(jnp.asarray(x), jax.tree.map(jnp.asarray, params), jnp.asarray(MASK),
-                      num_heads=H, norm_first=norm_first, eps=EPS),
-        ours, atol=1e-15,
-    )  # fmt: skip
+    manual = _functional_block(encoder_block, x, params, norm_first)
+    np.testing.assert_allclose(manual, ours, atol=1e-15)
 
 
 def test_numpy_reference_tells_the_two_orders_and_the_mask_apart():
@@ -111,15 +112,16 @@ def _nnx_block(params: dict, norm_first: bool, gradients: str) -> TransformerBlo
     block = TransformerBlock(
         E, H, F, dropout_rate=0.0, norm_first=norm_first, layer_norm_eps=EPS, rngs=nnx.Rngs(0)
     )
-    for sub, name in ((block.attn.qkv, "qkv"), (block.attn.out, "out")):
-        sub.kernel[...] = jnp.asarray(params["attn"][name]["w"], jnp.float32)
-        sub.bias[...] = jnp.asarray(params["attn"][name]["b"], jnp.float32)
-    for sub, name in ((block.ffn.fc1, "fc1"), (block.ffn.fc2, "fc2")):
-        sub.kernel[...] = jnp.asarray(params["ffn"][name]["w"], jnp.float32)
-        sub.bias[...] = jnp.asarray(params["ffn"][name]["b"], jnp.float32)
-    for sub, name in ((block.ln1, "ln1"), (block.ln2, "ln2")):
-        sub.scale[...] = jnp.asarray(params[name]["gamma"], jnp.float32)
-        sub.bias[...] = jnp.asarray(params[name]["beta"], jnp.float32)
+    dense = (
+        (block.attn.qkv, params["attn"]["qkv"]),
+        (block.attn.out, params["attn"]["out"]),
+        (block.ffn.fc1, params["ffn"]["fc1"]),
+        (block.ffn.fc2, params["ffn"]["fc2"]),
+    )
+    for linear, p in dense:
+        linear.kernel[...], linear.bias[...] = jnp.float32(p["w"]), jnp.float32(p["b"])
+    for norm, p in ((block.ln1, params["ln1"]), (block.ln2, params["ln2"])):
+        norm.scale[...], norm.bias[...] = jnp.float32(p["gamma"]), jnp.float32(p["beta"])
     return nnx.view(block, deterministic=True, gradients=gradients)
 
 
@@ -160,12 +162,7 @@ def test_block_matches_torch_transformer_encoder_layer(x64, norm_first):
             norm.bias.copy_(t(params[name]["beta"]))
         layer.eval()
         theirs = layer(t(x), src_key_padding_mask=t(MASK.astype(bool))).numpy()
-    ours = np.asarray(
-        encoder_block.forward(
-            jnp.asarray(x), jax.tree.map(jnp.asarray, params), jnp.asarray(MASK),
-            num_heads=H, norm_first=norm_first, eps=EPS,
-        )[0]
-    )  # fmt: skip
+    ours = np.asarray(_functional_block(encoder_block.forward, x, params, norm_first)[0])
     real = MASK == 0
     # Both float64; torch's kernels sum in their own order: ~1e-15 apart, 1e-12 allowed.
     np.testing.assert_allclose(ours[real], theirs[real], atol=1e-12)

@@ -21,12 +21,16 @@ from jaxnets.submission import read_submission, submission_from_run
 HIDDEN = (64, 32)
 
 
+def _fake_labels(n):
+    return np.arange(n) % 10
+
+
 def _fake_cifar(directory, n_train=100, n_test=30):
     """train.npz / test.npz in the layout jaxnets.data.images reads: uint8 NHWC + labels."""
     directory.mkdir()
     rng = np.random.default_rng(0)
     for name, n in (("train", n_train), ("test", n_test)):
-        labels = np.arange(n) % 10
+        labels = _fake_labels(n)
         images = rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
         np.savez(directory / f"{name}.npz", images=images, labels=labels)
     return str(directory)
@@ -83,8 +87,8 @@ def test_transfer_from_a_weights_file(tmp_path):
     # The saved best model, read back for a submission, scores what the run reported: random
     # images give chance-level figures, so the two code paths agreeing is the check.
     info = submission_from_run(out, data_dir=data_dir, out=tmp_path / "submission.csv")
-    labels = np.arange(30) % 10  # _fake_cifar's test labels
-    assert info["accuracy"] == np.mean(read_submission(tmp_path / "submission.csv") == labels)
+    predicted = read_submission(tmp_path / "submission.csv")
+    assert info["accuracy"] == np.mean(predicted == _fake_labels(30))
     assert info["accuracy"] == results["test_accuracy"]
 
 
@@ -112,6 +116,6 @@ def test_transfer_pretrains_its_own_backbone_and_submits(tmp_path):
     np.testing.assert_array_equal(read_submission(tmp_path / "again.csv"), categories)
     # Over all 30 test images (classes 0-4 are never predicted, so never right); the run's
     # own accuracy is over the 15 of classes 5-9: the same images right, either way.
-    correct = np.sum(categories == np.arange(30) % 10)
+    correct = np.sum(categories == _fake_labels(30))
     assert again["count"] == 30 and again["accuracy"] == correct / 30
     assert round(results["test_accuracy"] * results["num_test"]) == correct
