@@ -23,9 +23,11 @@ from jaxnets.cli import main as cli_main
 from jaxnets.data import graph_batching as gb
 from jaxnets.data.graphs import (
     ATOM_FEATURE_DIMS,
+    BOND_FEATURE_DIMS,
     GraphDataset,
     NodeDataset,
     atom_feature_dims,
+    bond_feature_dims,
     load_graph_dataset,
 )
 from jaxnets.data.images import DatasetFormatError, DatasetNotFoundError
@@ -70,6 +72,10 @@ def test_molbace_statistics(shared_data):
     assert ds.categorical and ds.num_features == 9
     assert np.all(ds.nodes.max(axis=0) < np.array(ATOM_FEATURE_DIMS))
     assert atom_feature_dims(ds) == ATOM_FEATURE_DIMS
+    # Bond features for both directions of the 55,768 bonds, inside get_bond_feature_dims().
+    assert ds.edges.shape == (2 * 55768, 3)
+    assert np.all(ds.edges.max(axis=0) < np.array(BOND_FEATURE_DIMS))
+    assert bond_feature_dims(ds) == BOND_FEATURE_DIMS
 
 
 @pytest.mark.parametrize(
@@ -240,7 +246,7 @@ def _write_ogbg(root, name="ogbg_moltoy"):
     _gz(folder / "raw" / "num-edge-list.csv.gz", [[2], [1], [3]])
     _gz(folder / "raw" / "edge.csv.gz", [[0, 1], [1, 2], [0, 1], [0, 1], [1, 2], [2, 3]])
     _gz(folder / "raw" / "node-feat.csv.gz", [[5, 0, 1, 5, 0, 0, 1, 0, 0]] * 9)
-    _gz(folder / "raw" / "edge-feat.csv.gz", [[0, 0, 0]] * 6)
+    _gz(folder / "raw" / "edge-feat.csv.gz", [[i % 4, 0, i % 2] for i in range(6)])
     _gz(folder / "raw" / "graph-label.csv.gz", [[1, ""], [0, 1], ["", 0]])
     for split, idx in (("train", [0, 1]), ("valid", [2]), ("test", [2])):
         _gz(folder / "split" / "scaffold" / f"{split}.csv.gz", [[i] for i in idx])
@@ -262,6 +268,10 @@ def test_ogbg_tiny(tmp_path):
     g = ds.graph(2)
     assert sorted(zip(g.senders.tolist(), g.receivers.tolist()))[:2] == [(0, 1), (1, 0)]
     assert ds.splits["train"].tolist() == [0, 1]
+    # Bond features, one row per file edge: both directions of an edge carry its row.
+    assert ds.edges.dtype == np.int32 and ds.edges.shape == (12, 3)
+    assert g.edges.tolist() == [[3, 0, 1], [3, 0, 1], [0, 0, 0], [0, 0, 0], [1, 0, 1], [1, 0, 1]]
+    assert bond_feature_dims(ds) == BOND_FEATURE_DIMS
 
 
 def test_ogbn_tiny(tmp_path):
@@ -291,6 +301,10 @@ def test_ogb_errors(tmp_path):
         load_graph_dataset("ogbg-moltoy", tmp_path)
     _gz(folder / "raw" / "edge.csv.gz", [[0, 1], [1, 5], [0, 1], [0, 1], [1, 2], [2, 3]])
     with pytest.raises(DatasetFormatError, match="outside its graph"):
+        load_graph_dataset("ogbg-moltoy", tmp_path)
+    _gz(folder / "raw" / "edge.csv.gz", [[0, 1], [1, 2], [0, 1], [0, 1], [1, 2], [2, 3]])
+    _gz(folder / "raw" / "edge-feat.csv.gz", [[0, 0, 0]] * 5)
+    with pytest.raises(DatasetFormatError, match=r"edge-feat\.csv\.gz: 5 rows for 6 edges"):
         load_graph_dataset("ogbg-moltoy", tmp_path)
     _gz(folder / "raw" / "edge.csv.gz", [[0, 1]])
     with pytest.raises(DatasetFormatError, match="num-edge-list"):

@@ -29,7 +29,7 @@ from jaxnets import nn
 from jaxnets.models.alexnet import AlexNet
 from jaxnets.models.bert import BertClassifier, BertConfig, BertModel
 from jaxnets.models.cnn import FashionCNN, LeNet5, ResNet9
-from jaxnets.models.gcn import GCNGraphClassifier, GCNNodeClassifier
+from jaxnets.models.gcn import BondGCNGraphClassifier, GCNGraphClassifier, GCNNodeClassifier
 from jaxnets.models.resnet import resnet18
 from jaxnets.models.three_layer_convnet import ThreeLayerConvNet
 
@@ -45,13 +45,14 @@ def _ce(model, batch):
 
 
 def _graph_batch(rng):
-    """Two small molecules padded as jraph.pad_with_graphs does (a padding graph last)."""
+    """Two small molecules (atom and bond categories) padded as jraph.pad_with_graphs does (a
+    padding graph last)."""
     n_node, n_edge = np.array([5, 4]), np.array([8, 6])
     senders = np.concatenate([rng.integers(0, 5, 8), 5 + rng.integers(0, 4, 6)])
     receivers = np.concatenate([rng.integers(0, 5, 8), 5 + rng.integers(0, 4, 6)])
     graphs = jraph.GraphsTuple(
         nodes=rng.integers(0, 3, (9, 2)).astype(np.int32),
-        edges=None,
+        edges=rng.integers(0, 2, (14, 2)).astype(np.int32),
         senders=senders.astype(np.int32),
         receivers=receivers.astype(np.int32),
         n_node=n_node.astype(np.int32),
@@ -147,6 +148,13 @@ FAMILIES: dict[str, tuple[Callable, Callable, Callable]] = {
     ),
     "gcn_graph": (
         lambda r: GCNGraphClassifier(1, hidden=8, num_layers=3, atom_feature_dims=(3, 3), rngs=r),
+        _graph_batch,
+        _graph_loss,
+    ),
+    "bond_gcn_graph": (
+        lambda r: BondGCNGraphClassifier(
+            1, atom_feature_dims=(3, 3), bond_feature_dims=(2, 2), hidden=8, num_layers=3, rngs=r
+        ),
         _graph_batch,
         _graph_loss,
     ),

@@ -2,6 +2,8 @@
 
     jaxnets train gcn --dataset cora --data-dir ../shared/data --out runs/gcn-cora --seeds 5
     jaxnets train gcn --dataset ogbg-molbace --data-dir ../shared/data/ogb --seeds 3
+    jaxnets train gcn --dataset ogbg-molhiv --data-dir ../shared/data/ogb --seeds 3 \
+        --model bond-gcn --hidden 300
 
 The dataset name picks the format: cora/citeseer/pubmed (Planetoid), ogbn-* and ogbg-* (OGB's
 on-disk layout), anything else a TU dataset (e.g. enzymes). Unset flags take the preset of that
@@ -44,6 +46,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="runs with seeds seed..seed+N-1; mean and std reported",
     )
     parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument(
+        "--model",
+        choices=("course", "bond-gcn"),
+        help="course: the course's graph model (default); bond-gcn: OGB's GCN baseline with "
+        "bond features (ogbg-mol* datasets)",
+    )
     parser.add_argument("--epochs", type=positive_int)
     parser.add_argument("--hidden", type=positive_int)
     parser.add_argument("--num-layers", type=positive_int)
@@ -77,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
 
     console = Console()
     names = (
+        "model",
         "epochs",
         "hidden",
         "num_layers",

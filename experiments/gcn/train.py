@@ -36,12 +36,13 @@ from jaxnets.data.graphs import (
     GraphDataset,
     NodeDataset,
     atom_feature_dims,
+    bond_feature_dims,
     load_graph_dataset,
     row_normalize,
 )
 from jaxnets.errors import TrainingDiverged
 from jaxnets.layers.graph import SparseMatrix, to_sparse
-from jaxnets.models.gcn import GCNGraphClassifier, GCNNodeClassifier
+from jaxnets.models.gcn import BondGCNGraphClassifier, GCNGraphClassifier, GCNNodeClassifier
 from jaxnets.training.checkpoints import Checkpoints
 from jaxnets.training.metrics import loss_diverged
 from jaxnets.training.plots import plot_curves
@@ -163,6 +164,16 @@ class Task:
                 rngs=rngs,
             )
         out_dim = ds.num_classes if ds.task == "multiclass" else ds.num_tasks
+        if c.model == "bond-gcn":
+            return BondGCNGraphClassifier(
+                out_dim,
+                atom_feature_dims=atom_feature_dims(ds),
+                bond_feature_dims=bond_feature_dims(ds),
+                hidden=c.hidden,
+                num_layers=c.num_layers,
+                dropout=c.dropout,
+                rngs=rngs,
+            )
         features = (
             {"atom_feature_dims": atom_feature_dims(ds)}
             if ds.categorical

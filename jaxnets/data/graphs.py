@@ -82,6 +82,8 @@ OGB_SIZES: dict[str, tuple[int, tuple[str, tuple[int, int, int]] | None]] = {
 }
 # OGB's atom feature vocabularies (ogb.utils.features.get_atom_feature_dims()).
 ATOM_FEATURE_DIMS = (119, 5, 12, 12, 10, 6, 6, 2, 2)
+# OGB's bond feature vocabularies (get_bond_feature_dims()): type, stereo, conjugated.
+BOND_FEATURE_DIMS = (5, 6, 2)
 # (task, metric) of the OGB datasets this reads; others are inferred from their labels.
 OGB_TASKS: dict[str, tuple[str, str]] = {
     **{
@@ -159,6 +161,7 @@ class GraphDataset:
     num_classes: int  # classes of a multiclass task; 2 for binary; 0 for regression
     splits: dict[str, np.ndarray] | None = None
     categorical: bool = False
+    edges: np.ndarray | None = None  # (total directed edges, 3) int bond features (ogbg-mol*)
 
     def __post_init__(self):
         self.node_offsets = np.concatenate([[0], np.cumsum(self.n_node)]).astype(np.int64)
@@ -200,7 +203,7 @@ class GraphDataset:
         shift = np.repeat(np.cumsum(n_node) - n_node, n_edge)
         return jraph.GraphsTuple(
             nodes=self.nodes[node_idx],
-            edges=None,
+            edges=None if self.edges is None else self.edges[edge_idx],
             senders=(self.senders[edge_idx] + shift).astype(np.int32),
             receivers=(self.receivers[edge_idx] + shift).astype(np.int32),
             n_node=n_node.astype(np.int32),
@@ -672,6 +675,7 @@ def load_ogb(
     n_node = _read_csv_gz(raw / "num-node-list.csv.gz", np.int64)[:, 0]
     n_edge = _read_csv_gz(raw / "num-edge-list.csv.gz", np.int64)[:, 0]
     feat_path = raw / "node-feat.csv.gz"
+    edge_feat_path = raw / "edge-feat.csv.gz"
     is_graph = key.startswith("ogbg")
     if feat_path.is_file():
         nodes = _read_csv_gz(feat_path, np.int64 if key.startswith("ogbg-mol") else np.float32)
@@ -717,6 +721,14 @@ def load_ogb(
     # OGB lists each undirected edge once; add the reverse right after, graph by graph.
     senders = np.stack([edges[:, 0], edges[:, 1]], axis=1).reshape(-1)
     receivers = np.stack([edges[:, 1], edges[:, 0]], axis=1).reshape(-1)
+    edge_feat = None
+    if key.startswith("ogbg-mol") and edge_feat_path.is_file():
+        edge_feat = _read_csv_gz(edge_feat_path, np.int64)
+        if len(edge_feat) != len(edges):
+            raise DatasetFormatError(
+                f"{edge_feat_path}: {len(edge_feat)} rows for {len(edges)} edges"
+            )
+        edge_feat = np.repeat(edge_feat, 2, axis=0).astype(np.int32)  # both directions
     if task == "multiclass":
         labels = labels[:, 0].astype(np.int32)
     return GraphDataset(
@@ -738,13 +750,25 @@ def load_ogb(
         else 0,
         splits=splits,
         categorical=nodes.dtype == np.int64,
+        edges=edge_feat,
     )
 
 
 def atom_feature_dims(dataset: GraphDataset) -> tuple[int, ...]:
     """Vocabulary size of each categorical node feature: OGB's atom vocabularies, widened if the
     data holds a larger value (so an embedding lookup never goes out of range)."""
-    data_max = dataset.nodes.max(axis=0) + 1
-    if dataset.num_features == len(ATOM_FEATURE_DIMS):
-        return tuple(int(max(a, b)) for a, b in zip(ATOM_FEATURE_DIMS, data_max))
+    return _vocabularies(dataset.nodes, ATOM_FEATURE_DIMS)
+
+
+def bond_feature_dims(dataset: GraphDataset) -> tuple[int, ...]:
+    """Vocabulary size of each bond feature (OGB's, widened as `atom_feature_dims`)."""
+    if dataset.edges is None:
+        raise ValueError(f"{dataset.name} has no bond (edge) features")
+    return _vocabularies(dataset.edges, BOND_FEATURE_DIMS)
+
+
+def _vocabularies(values: np.ndarray, known: tuple[int, ...]) -> tuple[int, ...]:
+    data_max = values.max(axis=0) + 1 if len(values) else np.zeros(values.shape[1], np.int64)
+    if values.shape[1] == len(known):
+        return tuple(int(max(a, b)) for a, b in zip(known, data_max))
     return tuple(int(v) for v in data_max)

@@ -10,7 +10,7 @@ from jaxnets.nn.activations import GELU, LogSoftmax, ReLU, Tanh
 from jaxnets.nn.attention import FeedForward, MultiHeadAttention, TransformerBlock
 from jaxnets.nn.conv import AvgPool2d, Conv2d, Conv2dReluPool, MaxPool2d
 from jaxnets.nn.dropout import Dropout
-from jaxnets.nn.graph import GCNConv
+from jaxnets.nn.graph import BondGCNConv, GCNConv
 from jaxnets.nn.layer import (
     GRADIENTS,
     Layer,
@@ -27,6 +27,7 @@ __all__ = [
     "GRADIENTS",
     "AvgPool2d",
     "BatchNorm",
+    "BondGCNConv",
     "Conv2d",
     "Conv2dReluPool",
     "Dropout",

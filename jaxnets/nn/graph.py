@@ -1,4 +1,4 @@
-"""GCNConv over `jaxnets.layers.graph` (dense or sparse node features, jraph's edge lists)."""
+"""GCNConv and OGB's BondGCNConv over `jaxnets.layers.graph` (jraph's edge lists)."""
 
 from __future__ import annotations
 
@@ -27,3 +27,28 @@ class GCNConv(Layer):
         if isinstance(x, graph.SparseMatrix):  # constant sparse input features (Cora)
             return self.apply(graph.sparse_gcn, params, x, senders, receivers)
         return self.apply(graph.gcn, self.cast(x), params, senders, receivers)
+
+
+class BondGCNConv(Layer):
+    """OGB's GCN conv for molecules: messages relu(h[s] + bond embedding) / sqrt(d_s d_r) and a
+    self loop relu(h[r] + root) / d_r, with h = x kernel + bias. The bond embeddings (E, M) come
+    in from the caller (a `BondEncoder` per layer, as OGB). Kernel and bias as torch's Linear,
+    root as torch's Embedding (standard normal)."""
+
+    def __init__(self, in_features: int, out_features: int, *, rngs: nnx.Rngs):
+        self.in_features, self.out_features = in_features, out_features
+        bound = 1 / in_features**0.5  # torch.nn.Linear: U(+-1/sqrt(fan_in)) for both
+        shape = (in_features, out_features)
+        self.kernel = nnx.Param(
+            jax.random.uniform(rngs.params(), shape, self.param_dtype, -bound, bound)
+        )
+        self.bias = nnx.Param(
+            jax.random.uniform(rngs.params(), (out_features,), self.param_dtype, -bound, bound)
+        )
+        self.root = nnx.Param(jax.random.normal(rngs.params(), (out_features,), self.param_dtype))
+
+    def __call__(self, x: Array, edge_embedding: Array, senders: Array, receivers: Array) -> Array:
+        params = self.cast({"w": self.kernel[...], "b": self.bias[...], "root": self.root[...]})
+        return self.apply(
+            graph.bond_gcn, self.cast(x), params, self.cast(edge_embedding), senders, receivers
+        )

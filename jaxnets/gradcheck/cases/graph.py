@@ -1,4 +1,5 @@
-"""Audit cases for the GCN convolution and the masked batch norm of padded graph batches."""
+"""Audit cases for the GCN convolutions (plain, sparse input, with bond features) and the masked
+batch norm of padded graph batches."""
 
 from __future__ import annotations
 
@@ -23,6 +24,14 @@ def _gcn_args(key: jax.Array) -> tuple:
     x = jax.random.normal(kx, (NUM_NODES, 4), f64)
     params = {"w": jax.random.normal(kw, (4, 3), f64), "b": jax.random.normal(kb, (3,), f64)}
     return x, params, SENDERS, RECEIVERS
+
+
+def _bond_gcn_args(key: jax.Array) -> tuple:
+    x, params, senders, receivers = _gcn_args(key)
+    kr, ke = jax.random.split(jax.random.fold_in(key, 2))
+    params = {**params, "root": jax.random.normal(kr, (3,), f64)}
+    edge_embedding = jax.random.normal(ke, (len(senders), 3), f64)
+    return x, params, edge_embedding, senders, receivers
 
 
 def _sparse_gcn_args(key: jax.Array) -> tuple:
@@ -60,6 +69,7 @@ def _masked_batchnorm_args(*, eval_stats: bool):
 
 CASES = [
     LayerCase("gcn", graph.gcn_forward, graph.gcn_backward, _gcn_args),
+    LayerCase("bond_gcn", graph.bond_gcn_forward, graph.bond_gcn_backward, _bond_gcn_args),
     LayerCase("sparse_gcn", graph.sparse_gcn_forward, graph.sparse_gcn_backward, _sparse_gcn_args),
     LayerCase(
         "masked_batchnorm (train)",
