@@ -260,6 +260,7 @@ def test_train_gcn_cora_smoke(shared_data, tmp_path):
     assert (seed_dir / "checkpoints" / "best").is_dir()
 
 
+@pytest.mark.slow  # 40 s; the default tier is near its 10-minute budget
 def test_train_gcn_bond_model_smoke(shared_data, tmp_path, capsys):
     out = tmp_path / "bace"
     args = ["train", "gcn", "--dataset", "ogbg-molbace", "--data-dir", str(shared_data / "ogb")]
