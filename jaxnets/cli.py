@@ -90,7 +90,7 @@ def _run_module(module_name: str, prog: str, description: str, argv: Sequence[st
     except KeyboardInterrupt as exc:
         if debug:
             raise
-        print(f"{prog}: {exc or 'interrupted'}", file=sys.stderr)
+        print(f"{prog}: {str(exc) or 'interrupted'}", file=sys.stderr)
         return 130
     except Exception as exc:
         if debug or not isinstance(exc, _user_errors()):

@@ -306,3 +306,27 @@ def test_ctrl_c_prints_one_line_keeps_the_checkpoint_and_resumes(tmp_path):
     assert f"resumed from the epoch {epochs} checkpoint" in resumed.stdout
     assert [r["epoch"] for r in RunDir(out).records()] == list(range(1, 61))
     assert _strict_json(out / "run.json")["status"] == "finished"
+
+
+def test_a_bare_interrupt_prints_one_named_line(monkeypatch, capsys):
+    """Ctrl-C outside the trainer (a KeyboardInterrupt with no message, as in `train gcn`) still
+    prints a line that says what happened, and exits 130."""
+    import types
+
+    def run(args):
+        raise KeyboardInterrupt
+
+    module = types.SimpleNamespace(add_arguments=lambda parser: None, run=run)
+    monkeypatch.setitem(sys.modules, "fake_command", module)
+    monkeypatch.delenv("JAXNETS_DEBUG", raising=False)
+    assert cli._run_module("fake_command", "jaxnets fake", "", []) == 130
+    assert capsys.readouterr().err == "jaxnets fake: interrupted\n"
+
+
+def test_an_unfinished_run_of_a_command_without_resume_is_not_offered_resume(tmp_path, capsys):
+    # `train iris` and `train gcn` have no --resume: the refusal must not suggest one.
+    write_json_atomic(tmp_path / "run.json", {"command": "train iris", "status": "running"})
+    assert cli.main(["train", "iris", "--out", str(tmp_path)]) == 2
+    line = _error_line(capsys)
+    assert "unfinished" in line and "choose a new --out, or --overwrite" in line
+    assert "--resume" not in line

@@ -363,7 +363,9 @@ def train_and_evaluate(
     """Run config.seeds seeds, write OUT/results.json (with *_mean/*_std over seeds) and
     OUT/curves.png; each seed's metrics, checkpoints, predictions.csv and curves.png go to
     OUT/seed_<seed>/. overwrite: replace a run already in OUT (else it is refused)."""
-    out = RunDir(out_dir).claim("train gcn", dataclasses.asdict(config), overwrite=overwrite)
+    out = RunDir(out_dir).claim(
+        "train gcn", dataclasses.asdict(config), overwrite=overwrite, resumable=False
+    )
     dataset = load_graph_dataset(
         config.dataset, data_dir, download=download, use_node_attr=config.use_node_attr
     )

@@ -108,7 +108,9 @@ def train_and_evaluate(
     """Run every setting, write metrics, plots and results.json, return the results.
 
     overwrite: replace an Iris run already in out_dir (else such a folder is refused)."""
-    run = RunDir(out_dir).claim("train iris", dataclasses.asdict(config), overwrite=overwrite)
+    run = RunDir(out_dir).claim(
+        "train iris", dataclasses.asdict(config), overwrite=overwrite, resumable=False
+    )
     splits = load_splits(config.val_fraction, config.test_fraction, config.seed)
     # All settings train before anything is written: a diverging one leaves no folder behind.
     trained = []

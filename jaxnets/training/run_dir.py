@@ -89,13 +89,20 @@ class RunDir:
 
     # ------------------------------------------------------------------ the folder's owner
     def claim(
-        self, command: str, config: Any, *, resume: bool = False, overwrite: bool = False
+        self,
+        command: str,
+        config: Any,
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        resumable: bool = True,
     ) -> RunDir:
         """Check that this folder may take a `command` run; writes nothing (see `start`).
 
         A new or empty folder takes any run. A folder holding a run of `command` takes it
         with `resume` (then `self.stored` is that run's run.json) or `overwrite`. Anything else
-        raises RunFolderError saying what is there and how to go on.
+        raises RunFolderError saying what is there and how to go on (`--resume` only for a
+        `resumable` command).
         """
         if resume and overwrite:
             raise RunFolderError("--resume and --overwrite contradict each other: choose one")
@@ -116,7 +123,7 @@ class RunDir:
                 )
             if held == command and not (resume or overwrite):
                 finished = stored.get("status") == "finished"
-                hint = "choose" if finished else "--resume to continue it,"
+                hint = "choose" if finished or not resumable else "--resume to continue it,"
                 raise RunFolderError(
                     f"--out {self.path} holds {_describe(stored)} `jaxnets {command}` run: "
                     f"{hint} a new --out, or --overwrite to delete it and start afresh"
