@@ -275,6 +275,7 @@ def train_one_seed(task: Task, seed: int, run: RunDir, progress: Progress) -> di
     splits = SPLITS if isinstance(task.dataset, NodeDataset) else ("valid", "test")
     best, best_state = None, None
     for epoch in range(1, config.epochs + 1):
+        epoch_start = time.perf_counter()
         train_loss = task.train_epoch(model, optimizer, rng)
         if loss_diverged(train_loss):
             raise TrainingDiverged(
@@ -285,6 +286,7 @@ def train_one_seed(task: Task, seed: int, run: RunDir, progress: Progress) -> di
             "epoch": epoch,
             "train_step_loss": train_loss,
             **task.scores(task.outputs(model, splits)),
+            "epoch_seconds": time.perf_counter() - epoch_start,  # training and scoring
         }
         run.log(record)
         if metrics.better(metric, record[f"val_{metric}"], best and best[f"val_{metric}"]):

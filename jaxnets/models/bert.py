@@ -32,10 +32,6 @@ from jaxnets.layers.attention import sinusoidal_positions
 
 Array = jax.Array
 
-# torch's nn.Linear default, U(+-1/sqrt(fan_in)): variance 1/(3 fan_in). On layer-normed
-# features the MLM logits then have variance 1/3, so the initial loss is ~ln(V) + 1/6.
-_torch_linear = nnx.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
-
 
 @dataclasses.dataclass(frozen=True)
 class BertConfig:
@@ -179,7 +175,9 @@ class BertModel(nnx.Module):
         self.final_norm = (
             nn.LayerNorm(c.embed_dim, eps=c.layer_norm_eps) if c.norm_first else nnx.data(None)
         )
-        self.mlm_head = nn.Linear(c.embed_dim, c.vocab_size, kernel_init=_torch_linear, rngs=rngs)
+        # torch's nn.Linear init, variance 1/(3 fan_in): on layer-normed features the MLM
+        # logits then have variance 1/3, so the initial loss is ~ln(V) + 1/6.
+        self.mlm_head = nn.Linear(c.embed_dim, c.vocab_size, kernel_init=nn.TORCH_LINEAR, rngs=rngs)
 
     def embed(self, ids: Array) -> Array:
         t = ids.shape[1]

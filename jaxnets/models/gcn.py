@@ -122,14 +122,14 @@ class BondEncoder(nnx.Module):
 
 
 def _torch_linear_head(hidden: int, out_dim: int, rngs: nnx.Rngs) -> nn.Linear:
-    """torch.nn.Linear's default init, U(+-1/sqrt(fan_in)) for weights and biases."""
-    torch_init = nnx.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
-    bound = 1 / hidden**0.5
-
-    def bias_init(key: Array, shape: tuple[int, ...], dtype: object) -> Array:
-        return jax.random.uniform(key, shape, dtype, -bound, bound)
-
-    return nn.Linear(hidden, out_dim, kernel_init=torch_init, bias_init=bias_init, rngs=rngs)
+    """torch.nn.Linear's default init, as the PyG and OGB models' heads."""
+    return nn.Linear(
+        hidden,
+        out_dim,
+        kernel_init=nn.TORCH_LINEAR,
+        bias_init=nn.torch_linear_bias(hidden),
+        rngs=rngs,
+    )
 
 
 class GCNGraphClassifier(nnx.Module):

@@ -19,12 +19,13 @@ from jaxnets.nn.layer import (
     gradients_of,
     set_gradients,
 )
-from jaxnets.nn.linear import Embedding, Linear
+from jaxnets.nn.linear import TORCH_LINEAR, Embedding, Linear, torch_linear_bias
 from jaxnets.nn.norm import BatchNorm, GroupNorm, LayerNorm
 
 __all__ = [
     "GELU",
     "GRADIENTS",
+    "TORCH_LINEAR",
     "AvgPool2d",
     "BatchNorm",
     "BondGCNConv",
@@ -48,4 +49,5 @@ __all__ = [
     "default_gradients",
     "gradients_of",
     "set_gradients",
+    "torch_linear_bias",
 ]

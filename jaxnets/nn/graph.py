@@ -8,6 +8,7 @@ from flax import nnx
 
 from jaxnets.layers import graph
 from jaxnets.nn.layer import Layer
+from jaxnets.nn.linear import TORCH_LINEAR, torch_linear_bias
 
 Array = jax.Array
 
@@ -37,13 +38,12 @@ class BondGCNConv(Layer):
 
     def __init__(self, in_features: int, out_features: int, *, rngs: nnx.Rngs):
         self.in_features, self.out_features = in_features, out_features
-        bound = 1 / in_features**0.5  # torch.nn.Linear: U(+-1/sqrt(fan_in)) for both
-        shape = (in_features, out_features)
-        self.kernel = nnx.Param(
-            jax.random.uniform(rngs.params(), shape, self.param_dtype, -bound, bound)
-        )
-        self.bias = nnx.Param(
-            jax.random.uniform(rngs.params(), (out_features,), self.param_dtype, -bound, bound)
+        self.init_kernel_and_bias(
+            (in_features, out_features),
+            True,
+            TORCH_LINEAR,
+            torch_linear_bias(in_features),
+            rngs,
         )
         self.root = nnx.Param(jax.random.normal(rngs.params(), (out_features,), self.param_dtype))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 from flax import nnx
 
 from jaxnets.layers import attention, core
@@ -20,6 +21,19 @@ Initializer = Any
 LECUN_NORMAL = nnx.initializers.lecun_normal()  # nnx.Linear's and nnx.Conv's default
 ZEROS = nnx.initializers.zeros_init()
 NORMAL = nnx.initializers.normal(1.0)  # torch's nn.Embedding
+# torch's nn.Linear weight, U(+-1/sqrt(fan_in)): variance 1/(3 fan_in).
+TORCH_LINEAR = nnx.initializers.variance_scaling(1 / 3, "fan_in", "uniform")
+
+
+def torch_linear_bias(fan_in: int) -> Initializer:
+    """torch's nn.Linear bias, U(+-1/sqrt(fan_in)) of the kernel's fan-in (which a bias
+    initialiser is not given, hence the argument)."""
+    bound = 1 / fan_in**0.5
+
+    def init(key: Array, shape: tuple[int, ...], dtype: Any = jnp.float32) -> Array:
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
 
 
 class Linear(Layer):
