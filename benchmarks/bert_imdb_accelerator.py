@@ -20,8 +20,8 @@ import time
 
 from rich.console import Console
 
-from experiments.bert.config import get_finetune_config, get_pretrain_config
-from experiments.bert.train import finetune, pretrain
+from jaxnets.experiments.bert.config import get_finetune_config, get_pretrain_config
+from jaxnets.experiments.bert.train import finetune, pretrain
 
 
 def _steady_step_seconds(run: pathlib.Path) -> float:

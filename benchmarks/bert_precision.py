@@ -25,7 +25,7 @@ import optax
 from flax import nnx
 
 import jaxnets.models.bert as bert_module
-from experiments.bert.train import mlm_loss
+from jaxnets.experiments.bert.train import mlm_loss
 from jaxnets.models.bert import BertConfig, BertModel
 from jaxnets.training.precision import set_compute_dtype
 

@@ -100,7 +100,7 @@ class ImageContender(JaxContender):
     def __init__(self, config: Any, data: Any, workdir: str):
         from rich.console import Console
 
-        from experiments.images.train import make_trainer
+        from jaxnets.experiments.images.train import make_trainer
 
         self.config, self.data = config, data
         self.trainer, self.batch_size = make_trainer(
@@ -109,7 +109,7 @@ class ImageContender(JaxContender):
         self.steps_per_epoch = data.steps_per_epoch(self.batch_size)
 
     def batches(self, epoch: int) -> Iterator[dict]:
-        from experiments.images.train import train_batches
+        from jaxnets.experiments.images.train import train_batches
 
         return train_batches(self.config, self.data, self.batch_size, epoch)
 
@@ -122,7 +122,7 @@ class BertContender(JaxContender):
 
         from rich.console import Console
 
-        from experiments.bert.train import make_mlm
+        from jaxnets.experiments.bert.train import make_mlm
         from jaxnets.training.trainer import Trainer
 
         self.config, self.sequences = config, sequences
@@ -140,7 +140,7 @@ class BertContender(JaxContender):
         self.batch_size, self.steps_per_epoch = config.batch_size, config.steps_per_epoch
 
     def batches(self, epoch: int) -> list[dict]:
-        from experiments.bert.train import pretrain_batches
+        from jaxnets.experiments.bert.train import pretrain_batches
 
         return pretrain_batches(self.sequences, self.config, epoch)
 
@@ -153,7 +153,7 @@ class GraphContender:
         import jax.numpy as jnp
         import numpy as np
 
-        from experiments.gcn.train import Task, create_model_and_optimizer
+        from jaxnets.experiments.gcn.train import Task, create_model_and_optimizer
 
         self.task = Task(dataset, config)
         self.task.splits = {**self.task.splits, "train": train}
@@ -171,7 +171,7 @@ class GraphContender:
     def steps(self, k: int) -> float:
         import jax
 
-        from experiments.gcn.train import train_step
+        from jaxnets.experiments.gcn.train import train_step
 
         graphs, real = next(self.task.batches(self.task.splits["train"], self.batch_size))
         mask = jax.device_put(real)
@@ -185,7 +185,7 @@ class GraphContender:
 
 
 def _image_config(recipe: str, args: argparse.Namespace, gradients: str) -> Any:
-    from experiments.images.config import get_config
+    from jaxnets.experiments.images.config import get_config
 
     if recipe == "fashion-mnist":
         return get_config(
@@ -210,7 +210,7 @@ def contenders(recipe: str, args: argparse.Namespace, workdir: str) -> dict[str,
 
 
 def image_contenders(recipe: str, args: argparse.Namespace, workdir: str) -> dict[str, Any]:
-    from experiments.images.input_pipeline import load_data
+    from jaxnets.experiments.images.input_pipeline import load_data
 
     runners: dict[str, Any] = {}
     data = None
@@ -237,7 +237,7 @@ def bert_contenders(recipe: str, args: argparse.Namespace, workdir: str) -> dict
 
     import bert_torch
 
-    from experiments.bert.config import get_pretrain_config
+    from jaxnets.experiments.bert.config import get_pretrain_config
     from jaxnets.text.tokenizer import SPECIAL_TOKENS
 
     ids = {name: SPECIAL_TOKENS.index(f"[{name.upper()}]") for name in ("pad", "cls", "sep")}
@@ -275,9 +275,9 @@ def bert_contenders(recipe: str, args: argparse.Namespace, workdir: str) -> dict
 
 
 def gcn_contenders(recipe: str, args: argparse.Namespace, workdir: str) -> dict[str, Any]:
-    from experiments.gcn.config import get_config
     from jaxnets.data.graphs import atom_feature_dims, load_graph_dataset
     from jaxnets.data.text import DEFAULT_DATA_DIR
+    from jaxnets.experiments.gcn.config import get_config
 
     dataset = load_graph_dataset("ogbg-molhiv", args.ogb_dir or DEFAULT_DATA_DIR / "ogb")
     train = dataset.splits["train"][: args.limit_train]

@@ -20,20 +20,26 @@ from jaxnets import host_memory
 
 # `jaxnets train NAME`: name -> (module, one-line help).
 EXPERIMENTS: dict[str, tuple[str, str]] = {
-    "iris": ("experiments.iris.main", "two-layer net on Iris, several (lr, hidden) settings"),
+    "iris": (
+        "jaxnets.experiments.iris.main",
+        "two-layer net on Iris, several (lr, hidden) settings",
+    ),
     "digits": (
-        "experiments.images.digits",
+        "jaxnets.experiments.images.digits",
         "small CNN on scikit-learn's 8x8 digits (ships with it)",
     ),
-    "fashion-mnist": ("experiments.images.fashion_mnist", "Fashion-MNIST CNN (IDX files or TFDS)"),
-    "cifar10": ("experiments.images.cifar10", "CIFAR-10 from scratch with augmentation"),
+    "fashion-mnist": (
+        "jaxnets.experiments.images.fashion_mnist",
+        "Fashion-MNIST CNN (IDX files or TFDS)",
+    ),
+    "cifar10": ("jaxnets.experiments.images.cifar10", "CIFAR-10 from scratch with augmentation"),
     "images": (
-        "experiments.images.images",
+        "jaxnets.experiments.images.images",
         "CNN on your own image folder (train/<class>/*, test/<class>/*), any classes and size",
     ),
-    "gcn": ("experiments.gcn.main", "GCN on Cora, ENZYMES or OGB datasets (jraph)"),
+    "gcn": ("jaxnets.experiments.gcn.main", "GCN on Cora, ENZYMES or OGB datasets (jraph)"),
     "transfer": (
-        "experiments.transfer.main",
+        "jaxnets.experiments.transfer.main",
         "CIFAR-10 transfer: AlexNet/ResNet backbone, frozen vs unfrozen",
     ),
 }
@@ -50,14 +56,20 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "bench": ("jaxnets.bench.main", "speed benchmarks (e.g. `jaxnets bench cnn`) against PyTorch"),
     "data": ("jaxnets.data.main", "dataset facts, e.g. `jaxnets data info enzymes --data-dir DIR`"),
-    "submit": ("jaxnets.submission", "write a Kaggle submission.csv (Id, Category) from a run"),
+    "submit": (
+        "jaxnets.experiments.submit",
+        "write a Kaggle submission.csv (Id, Category) from a run",
+    ),
     "pretrain": (
-        "experiments.bert.pretrain_main",
+        "jaxnets.experiments.bert.pretrain_main",
         "masked-language-model pretraining: `pretrain bert`",
     ),
-    "finetune": ("experiments.bert.finetune_main", "IMDB sentiment fine-tuning: `finetune bert`"),
+    "finetune": (
+        "jaxnets.experiments.bert.finetune_main",
+        "IMDB sentiment fine-tuning: `finetune bert`",
+    ),
     "predict": (
-        "experiments.bert.predict_main",
+        "jaxnets.experiments.bert.predict_main",
         'sentiment of texts from a fine-tuned run: `predict sentiment "text" --run DIR`',
     ),
 }

@@ -1,9 +1,10 @@
 """Kaggle-style `submission.csv` for a test set of images: columns `Id` (from 1) and `Category`.
 
 `write_submission(labels, path)` writes the file; `predict_labels(model, images, ...)` runs any NNX
-classifier over uint8 NHWC images; `load_classifier(run_dir)` rebuilds the trained classifier of
-a run folder (a `jaxnets train transfer` run, or digits / fashion-mnist / cifar10) from its
-checkpoint. `jaxnets submit --run DIR --data-dir DIR` puts the three together:
+classifier over uint8 NHWC images; `make_submission(classifier, ...)` predicts a test set with a
+`Classifier` and writes the file. Rebuilding a run's classifier from its checkpoint is each
+experiment's business: `jaxnets submit --run DIR --data-dir DIR` (`jaxnets.experiments.submit`)
+asks the experiment that made the run, then comes here:
 
     Id,Category
     1,3
@@ -22,8 +23,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-
-IMAGE_EXPERIMENTS = ("digits", "fashion-mnist", "cifar10", "images")
 
 
 def write_submission(labels: Sequence[int] | np.ndarray, path: str | os.PathLike) -> pathlib.Path:
@@ -129,51 +128,6 @@ def restore_checkpoint(trainer: Any, which: str) -> int:
     return int(meta["epoch"])
 
 
-def _image_classifier(
-    run_dir: pathlib.Path, results: dict[str, Any], checkpoint: str | None, data_dir: str | None
-) -> Classifier:
-    """A digits / fashion-mnist / cifar10 / images run of experiments.images."""
-    from experiments.images.config import ImageConfig
-    from experiments.images.input_pipeline import load_data
-    from experiments.images.train import build_model, build_optimizer, classification_loss
-    from jaxnets.training.schedules import make_schedule
-    from jaxnets.training.trainer import Trainer
-
-    config = ImageConfig(**results["config"])
-    if data_dir is not None:
-        config = dataclasses.replace(config, data_dir=data_dir)
-    data = load_data(config)  # the training split's statistics normalise the test images
-    model = build_model(config, data)
-    tx = build_optimizer(config, make_schedule(config.schedule, config.learning_rate, 1))
-    with Trainer(model, tx, classification_loss, run_dir, progress=False) as trainer:
-        epoch = restore_checkpoint(trainer, checkpoint or config.eval_checkpoint)
-
-    def predict(images: np.ndarray) -> np.ndarray:
-        return predict_labels(model, images, mean=data.mean, std=data.std)
-
-    return Classifier(predict, config.dataset, f"{config.model} on {config.dataset}, epoch {epoch}")
-
-
-def load_classifier(
-    run_dir: str | os.PathLike, *, checkpoint: str | None = None, data_dir: str | None = None
-) -> Classifier:
-    """The trained classifier of a run folder, from its checkpoint ("best"/"last"; default: the
-    one the run's test numbers came from)."""
-    run_dir = pathlib.Path(run_dir)
-    results = read_results(run_dir)
-    experiment = results.get("experiment")
-    if experiment == "transfer":
-        from experiments.transfer.train import load_classifier as load_transfer
-
-        return load_transfer(run_dir, checkpoint=checkpoint)
-    if experiment in IMAGE_EXPERIMENTS:
-        return _image_classifier(run_dir, results, checkpoint, data_dir)
-    raise ValueError(
-        f"{run_dir}: a {experiment!r} run; submissions are made from image classifier runs "
-        f"(transfer, {', '.join(IMAGE_EXPERIMENTS)})"
-    )
-
-
 def _load_images(path: pathlib.Path) -> np.ndarray:
     """uint8 NHWC images from a .npy, or a .npz's `images` (or only) array."""
     if path.suffix == ".npz":
@@ -187,24 +141,22 @@ def _load_images(path: pathlib.Path) -> np.ndarray:
     return images
 
 
-def submission_from_run(
-    run_dir: str | os.PathLike,
+def make_submission(
+    classifier: Classifier,
+    out: str | os.PathLike,
     *,
     data_dir: str | None = None,
     images: str | os.PathLike | None = None,
-    out: str | os.PathLike | None = None,
-    checkpoint: str | None = None,
 ) -> dict[str, Any]:
-    """Predict the test images and write the submission; returns {path, count, accuracy, ...}.
+    """Predict the test images and write the submission to `out`; returns {path, count,
+    accuracy, classifier, images}.
 
     The images are those of `images` (a .npy/.npz of uint8 NHWC), or else the test split of the
-    run's dataset found in `data_dir` (accuracy is reported, since their labels are known).
+    classifier's dataset found in `data_dir` (accuracy is reported, since their labels are
+    known).
     """
     from jaxnets.data.images import load_image_dataset
 
-    if data_dir is None:  # where the run found its data
-        data_dir = read_results(run_dir).get("config", {}).get("data_dir")
-    classifier = load_classifier(run_dir, checkpoint=checkpoint, data_dir=data_dir)
     labels = None
     if images is not None:
         test_images = _load_images(pathlib.Path(images))
@@ -213,7 +165,7 @@ def submission_from_run(
         splits = load_image_dataset(classifier.dataset, data_dir)
         test_images, labels, source = splits.test_images, splits.test_labels, splits.source
     predictions = classifier.predict(test_images)
-    path = write_submission(predictions, out or pathlib.Path(run_dir) / "submission.csv")
+    path = write_submission(predictions, out)
     accuracy = None if labels is None else float(np.mean(predictions == labels))
     return {
         "path": str(path),
@@ -237,7 +189,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--checkpoint", choices=("best", "last"), help="default: the one the run evaluated")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, submission_from_run: Callable[..., dict[str, Any]]) -> int:
+    """`jaxnets submit`, given the experiments' `submission_from_run`."""
     import sys
 
     from jaxnets.data.images import DatasetFormatError, DatasetNotFoundError

@@ -8,7 +8,8 @@ import optax
 import pytest
 from flax import nnx
 
-from jaxnets.models.alexnet import AlexNet, conv2d
+from jaxnets import nn
+from jaxnets.models.alexnet import AlexNet
 from jaxnets.models.resnet import BatchNorm2d, resnet18, resnet50
 from jaxnets.training.freeze import (
     check_pattern,
@@ -26,7 +27,9 @@ class Tiny(nnx.Module):
     """A backbone [conv, batch norm] and a linear head, named as the real backbones are."""
 
     def __init__(self, rngs: nnx.Rngs):
-        self.features = nnx.List([conv2d(3, 8, 3, padding=1, rngs=rngs), BatchNorm2d(8, rngs=rngs)])
+        self.features = nnx.List(
+            [nn.Conv2d(3, 8, 3, padding=1, rngs=rngs), BatchNorm2d(8, rngs=rngs)]
+        )
         self.fc = nnx.Linear(8, 4, rngs=rngs)
 
     def __call__(self, x):

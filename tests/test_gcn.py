@@ -14,9 +14,9 @@ from flax import nnx
 from sklearn.metrics import roc_auc_score
 from test_graph_data import _random_graphs, _write_tu
 
-from experiments.gcn import metrics
 from jaxnets.cli import main as cli_main
 from jaxnets.data import graph_batching as gb
+from jaxnets.experiments.gcn import metrics
 from jaxnets.gradcheck.cases import graph as graph_cases
 from jaxnets.layers import graph, norm
 from jaxnets.models.gcn import GCNGraphClassifier, GCNNodeClassifier

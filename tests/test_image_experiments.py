@@ -16,12 +16,12 @@ import optax
 import pytest
 from flax import nnx
 
-from experiments.images import main
-from experiments.images.config import get_config
 from jaxnets import cli, optim
 from jaxnets.data.images import load_digits
 from jaxnets.data.pipeline import channel_stats, iterate_batches
 from jaxnets.errors import ConfigError
+from jaxnets.experiments.images import main
+from jaxnets.experiments.images.config import get_config
 from jaxnets.models.cnn import FashionCNN, LeNet5, ResNet9, create_model, first_conv
 from jaxnets.models.three_layer_convnet import (
     ThreeLayerConvNet,

@@ -196,8 +196,8 @@ def _losses(out: pathlib.Path) -> list[float]:
 def test_resume_goes_on_with_the_runs_own_settings(tmp_path, capsys):
     """Interrupted after epoch 1 of 3, resumed with other flags: the flags that would change
     training are named and ignored, and the run ends as an uninterrupted one does."""
-    from experiments.images.config import get_config
-    from experiments.images.train import train_and_evaluate
+    from jaxnets.experiments.images.config import get_config
+    from jaxnets.experiments.images.train import train_and_evaluate
 
     config = get_config("digits", epochs=3)
     whole = train_and_evaluate(config, tmp_path / "whole", progress=False)

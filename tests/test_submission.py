@@ -53,8 +53,8 @@ def test_predict_labels_in_order_over_padded_batches():
 def test_submit_command_from_a_trained_checkpoint(tmp_path, capsys):
     """`jaxnets submit` rebuilds a digits run's CNN from its checkpoint: its predictions are
     those the run made, so their accuracy is the run's own test accuracy."""
-    from experiments.images.config import get_config
-    from experiments.images.train import train_and_evaluate
+    from jaxnets.experiments.images.config import get_config
+    from jaxnets.experiments.images.train import train_and_evaluate
 
     config = get_config("digits", epochs=1, batch_size=32, limit_train=80)
     results = train_and_evaluate(config, tmp_path / "run", progress=False)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from experiments.bert.config import FINETUNE_PRESETS, get_finetune_config
+from jaxnets.experiments.bert.config import FINETUNE_PRESETS, get_finetune_config
 from jaxnets.flags import (
     add_gradients_argument,
     add_run_folder_arguments,
@@ -70,7 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from experiments.bert.train import finetune
+    from jaxnets.experiments.bert.train import finetune
 
     config = get_finetune_config(args.preset, **{f: getattr(args, f) for f in _FIELDS})
     console = Console()

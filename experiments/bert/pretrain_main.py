@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from experiments.bert.config import PRETRAIN_PRESETS, get_pretrain_config
+from jaxnets.experiments.bert.config import PRETRAIN_PRESETS, get_pretrain_config
 from jaxnets.flags import (
     add_gradients_argument,
     add_run_folder_arguments,
@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from experiments.bert.train import pretrain
+    from jaxnets.experiments.bert.train import pretrain
 
     overrides = {f: getattr(args, f) for f in _FIELDS}
     if args.corpus:

@@ -28,12 +28,12 @@ import orbax.checkpoint as ocp
 from flax import nnx
 from rich.console import Console
 
-from experiments.bert.config import FinetuneConfig, PretrainConfig
-from experiments.bert.plots import plot_attention
 from jaxnets import nn
 from jaxnets.data.pipeline import epoch_permutation, pad_batch
 from jaxnets.data.text import TextSplits, load_corpus, load_imdb
 from jaxnets.errors import ConfigError, RunFolderError
+from jaxnets.experiments.bert.config import FinetuneConfig, PretrainConfig
+from jaxnets.experiments.bert.plots import plot_attention
 from jaxnets.models.bert import (
     BertClassifier,
     BertConfig,

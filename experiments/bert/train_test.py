@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from experiments.bert.train import predict
 from jaxnets import cli
 from jaxnets.data.text import read_imdb_folder
+from jaxnets.experiments.bert.train import predict
 
 POSITIVE = "a wonderful film with great acting and a moving story that i loved"
 NEGATIVE = "a terrible film with awful acting and a boring story that i hated"
@@ -68,8 +68,8 @@ def test_pretrain_finetune_predict(tmp_path, capsys):
 
 
 def test_pretraining_batches_depend_on_the_step_only():
-    from experiments.bert.config import get_pretrain_config
-    from experiments.bert.train import eval_batches, pretrain_batches
+    from jaxnets.experiments.bert.config import get_pretrain_config
+    from jaxnets.experiments.bert.train import eval_batches, pretrain_batches
 
     config = get_pretrain_config("smoke", steps=5, steps_per_epoch=2, batch_size=4)
     seqs = np.arange(10)[:, None] * np.ones((1, 3), np.int32)  # row i is all i
@@ -85,7 +85,7 @@ def test_pretraining_batches_depend_on_the_step_only():
 
 
 def test_presets():
-    from experiments.bert.config import get_finetune_config, get_pretrain_config
+    from jaxnets.experiments.bert.config import get_finetune_config, get_pretrain_config
 
     course = get_finetune_config("course")
     assert (course.head, course.freeze_encoder, course.optimizer) == ("gru", True, "adam")
@@ -100,8 +100,8 @@ def test_mixed_precision_pretraining_keeps_float32_parameters(tmp_path):
     import jax
     import orbax.checkpoint as ocp
 
-    from experiments.bert.config import get_pretrain_config
-    from experiments.bert.train import pretrain
+    from jaxnets.experiments.bert.config import get_pretrain_config
+    from jaxnets.experiments.bert.train import pretrain
 
     data = _fake_data(tmp_path / "data")
     config = get_pretrain_config("smoke", data_dir=str(data), compute_dtype="bfloat16")

@@ -80,8 +80,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from experiments.gcn.config import get_config
-    from experiments.gcn.train import train_and_evaluate
+    from jaxnets.experiments.gcn.config import get_config
+    from jaxnets.experiments.gcn.train import train_and_evaluate
 
     console = Console()
     names = (

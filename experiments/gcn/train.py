@@ -28,8 +28,6 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sklearn.model_selection import train_test_split
 
-from experiments.gcn import metrics
-from experiments.gcn.config import GCNConfig
 from jaxnets import nn
 from jaxnets.data.graph_batching import iterate_batches, real_graph_mask, round_up_to
 from jaxnets.data.graphs import (
@@ -41,6 +39,8 @@ from jaxnets.data.graphs import (
     row_normalize,
 )
 from jaxnets.errors import TrainingDiverged
+from jaxnets.experiments.gcn import metrics
+from jaxnets.experiments.gcn.config import GCNConfig
 from jaxnets.layers.graph import SparseMatrix, to_sparse
 from jaxnets.models.gcn import BondGCNGraphClassifier, GCNGraphClassifier, GCNNodeClassifier
 from jaxnets.training.checkpoints import Checkpoints

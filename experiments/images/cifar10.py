@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from experiments.images import main
+from jaxnets.experiments.images import main
 
 NAME = "cifar10"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from experiments.images import main
+from jaxnets.experiments.images import main
 
 NAME = "fashion-mnist"
 

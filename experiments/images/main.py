@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from experiments.images.config import DEFAULTS, ImageConfig, get_config
 from jaxnets.errors import ConfigError
+from jaxnets.experiments.images.config import DEFAULTS, ImageConfig, get_config
 from jaxnets.flags import (
     add_gradients_argument,
     add_run_folder_arguments,
@@ -162,7 +162,7 @@ def run(args: argparse.Namespace, name: str) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from experiments.images.train import train_and_evaluate
+    from jaxnets.experiments.images.train import train_and_evaluate
 
     console = Console()
     config = config_from_args(args, name)

@@ -7,8 +7,10 @@ metrics.jsonl, curves.png, filters.png, predictions.png, confusion_matrix.png an
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
+import pathlib
 import time
 from typing import Any
 
@@ -19,12 +21,13 @@ from flax import nnx
 from rich.console import Console
 from sklearn.metrics import confusion_matrix
 
-from experiments.images.config import ImageConfig
-from experiments.images.input_pipeline import ImageData, load_data
 from jaxnets import nn
 from jaxnets.errors import ConfigError
+from jaxnets.experiments.images.config import ImageConfig
+from jaxnets.experiments.images.input_pipeline import ImageData, load_data
 from jaxnets.models.cnn import create_model, first_layer_filters
 from jaxnets.optim import get_optimizer
+from jaxnets.submission import Classifier, predict_labels, read_results, restore_checkpoint
 from jaxnets.training import plots
 from jaxnets.training.metrics import classification_metrics
 from jaxnets.training.precision import set_compute_dtype
@@ -254,3 +257,27 @@ def _write_figures(
     plots.plot_confusion_matrix(
         matrix, data.class_names, run.file("confusion_matrix.png"), title=f"{title} (test)"
     )
+
+
+# ----------------------------------------------------------------------------- submissions
+def load_classifier(
+    run_dir: str | os.PathLike, *, checkpoint: str | None = None, data_dir: str | None = None
+) -> Classifier:
+    """Rebuild a digits / fashion-mnist / cifar10 / images run's classifier from its checkpoint
+    ("best"/"last"; default: the one its test numbers came from). The training split's
+    statistics normalise the test images, so the data is loaded again (from `data_dir`, else
+    where the run found it)."""
+    run_dir = pathlib.Path(run_dir)
+    config = ImageConfig(**read_results(run_dir)["config"])
+    if data_dir is not None:
+        config = dataclasses.replace(config, data_dir=data_dir)
+    data = load_data(config)
+    model = build_model(config, data)
+    tx = build_optimizer(config, make_schedule(config.schedule, config.learning_rate, 1))
+    with Trainer(model, tx, classification_loss, run_dir, progress=False) as trainer:
+        epoch = restore_checkpoint(trainer, checkpoint or config.eval_checkpoint)
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        return predict_labels(model, images, mean=data.mean, std=data.std)
+
+    return Classifier(predict, config.dataset, f"{config.model} on {config.dataset}, epoch {epoch}")

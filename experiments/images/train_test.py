@@ -6,9 +6,9 @@ import json
 
 import numpy as np
 
-from experiments.images.config import get_config
-from experiments.images.input_pipeline import load_data
-from experiments.images.train import train_and_evaluate
+from jaxnets.experiments.images.config import get_config
+from jaxnets.experiments.images.input_pipeline import load_data
+from jaxnets.experiments.images.train import train_and_evaluate
 
 
 def test_train_and_evaluate_one_step(tmp_path):

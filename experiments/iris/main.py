@@ -44,8 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from experiments.iris.config import get_config
-    from experiments.iris.train import train_and_evaluate
+    from jaxnets.experiments.iris.config import get_config
+    from jaxnets.experiments.iris.train import train_and_evaluate
 
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed}
     if args.gradients is not None:

@@ -16,10 +16,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from experiments.iris.config import IrisConfig
-from experiments.iris.input_pipeline import IrisSplits, load_splits
 from jaxnets import nn, optim
 from jaxnets.errors import TrainingDiverged
+from jaxnets.experiments.iris.config import IrisConfig
+from jaxnets.experiments.iris.input_pipeline import IrisSplits, load_splits
 from jaxnets.models.two_layer import (
     init_two_layer,
     two_layer_loss,

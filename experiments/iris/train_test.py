@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from experiments.iris.config import get_config
-from experiments.iris.train import train_and_evaluate
 from jaxnets import cli
+from jaxnets.experiments.iris.config import get_config
+from jaxnets.experiments.iris.train import train_and_evaluate
 
 
 def test_default_sweep_reaches_the_course_accuracy(tmp_path):

@@ -5,8 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from experiments.transfer.config import BACKBONES, CPU_SIZE, IMAGENET_SIZE, MODES, TransferConfig
 from jaxnets.errors import ConfigError
+from jaxnets.experiments.transfer.config import (
+    BACKBONES,
+    CPU_SIZE,
+    IMAGENET_SIZE,
+    MODES,
+    TransferConfig,
+)
 from jaxnets.flags import (
     add_gradients_argument,
     add_run_folder_arguments,
@@ -130,7 +136,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TransferConfig:
-    from experiments.transfer.config import get_config
+    from jaxnets.experiments.transfer.config import get_config
 
     overrides: dict[str, Any] = {
         field: getattr(args, flag)
@@ -155,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from experiments.transfer.train import train_and_evaluate
+    from jaxnets.experiments.transfer.train import train_and_evaluate
 
     console = Console()
     config = config_from_args(args)

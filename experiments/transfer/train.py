@@ -34,16 +34,21 @@ import orbax.checkpoint as ocp
 from flax import nnx
 from rich.console import Console
 
-from experiments.images.config import ImageConfig
-from experiments.images.input_pipeline import ImageData, load_data
-from experiments.transfer.config import TransferConfig
 from jaxnets import nn
+from jaxnets.data.image_data import ImageData, load_image_data
 from jaxnets.errors import ConfigError
+from jaxnets.experiments.transfer.config import TransferConfig
 from jaxnets.models.alexnet import AlexNet
 from jaxnets.models.resnet import resnet
 from jaxnets.models.torch_import import load_pretrained
 from jaxnets.optim import get_optimizer
-from jaxnets.submission import Classifier, predict_labels, restore_checkpoint, write_submission
+from jaxnets.submission import (
+    Classifier,
+    predict_labels,
+    read_results,
+    restore_checkpoint,
+    write_submission,
+)
 from jaxnets.training import plots
 from jaxnets.training.freeze import (
     freeze,
@@ -85,7 +90,7 @@ def create_model(
     head_hidden: tuple[int, int] = (4096, 1024),
     gradients: str = "auto",
 ) -> nnx.Module:
-    """The backbone with a new head, initialised in one jitted call (see experiments.images).
+    """The backbone with a new head, initialised in one jitted call (as the images experiment).
     head_hidden: AlexNet's classifier widths (the course's head: 9216-4096-1024-num_classes).
     gradients: who computes its layers' backward (`jaxnets.nn.default_gradients`)."""
 
@@ -183,20 +188,16 @@ def select_classes(data: ImageData, classes: Sequence[int]) -> ImageData:
 
 
 def load_transfer_data(config: TransferConfig) -> ImageData:
-    """CIFAR-10 in train / val / test splits (experiments.images), ImageNet-normalised."""
-    image_config = ImageConfig(
-        dataset="cifar10",
-        model="transfer",
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        val_fraction=config.val_fraction,
+    """CIFAR-10 in train / val / test splits, ImageNet-normalised."""
+    data = load_image_data(
+        "cifar10",
+        config.data_dir,
+        source=config.source,
         limit_train=config.limit_train,
         limit_test=config.limit_test,
-        data_dir=config.data_dir,
-        source=config.source,
+        val_fraction=config.val_fraction,
         seed=config.seed,
     )
-    data = load_data(image_config)
     return dataclasses.replace(data, mean=IMAGENET_MEAN, std=IMAGENET_STD)
 
 
@@ -538,11 +539,13 @@ def _plot(runs: dict[str, dict[str, Any]], path: pathlib.Path, title: str) -> No
 
 
 # ----------------------------------------------------------------------------- submissions
-def load_classifier(run_dir: str | os.PathLike, *, checkpoint: str | None = None) -> Classifier:
+def load_classifier(
+    run_dir: str | os.PathLike, *, checkpoint: str | None = None, data_dir: str | None = None
+) -> Classifier:
     """Rebuild a transfer run's classifier from its checkpoint. `run_dir` is OUT/<mode>, or OUT
-    (then the mode with the best validation accuracy)."""
-    from jaxnets.submission import read_results
-
+    (then the mode with the best validation accuracy). `data_dir` is not needed: the run
+    recorded its normalisation."""
+    del data_dir
     run_dir = pathlib.Path(run_dir)
     results = read_results(run_dir)
     if "mode" not in results:  # the experiment's folder: go to its best run

@@ -13,10 +13,11 @@ import json
 import numpy as np
 import pytest
 
-from experiments.transfer.config import get_config
-from experiments.transfer.train import create_model, train_and_evaluate
+from jaxnets.experiments.submit import submission_from_run
+from jaxnets.experiments.transfer.config import get_config
+from jaxnets.experiments.transfer.train import create_model, train_and_evaluate
 from jaxnets.models.torch_import import export_state_dict
-from jaxnets.submission import read_submission, submission_from_run
+from jaxnets.submission import read_submission
 
 HIDDEN = (64, 32)
 

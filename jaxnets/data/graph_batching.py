@@ -21,8 +21,6 @@ import math
 from collections.abc import Iterator
 from typing import NamedTuple
 
-import jax
-import jax.numpy as jnp
 import jraph
 import numpy as np
 
@@ -110,15 +108,3 @@ def iterate_batches(
             multiple_of=multiple_of,
         )
         yield pad_to_budget(graph, budget), budget
-
-
-def node_graph_ids(n_node: jax.Array, num_nodes: int) -> jax.Array:
-    """The graph index of every node of a batch: [0]*n_node[0] + [1]*n_node[1] + ..."""
-    return jnp.repeat(jnp.arange(n_node.shape[0]), n_node, total_repeat_length=num_nodes)
-
-
-def global_mean_pool(h: jax.Array, n_node: jax.Array) -> jax.Array:
-    """Mean of the node rows of each graph: (N, D) -> (G, D); empty graphs give 0."""
-    ids = node_graph_ids(n_node, h.shape[0])
-    sums = jax.ops.segment_sum(h, ids, num_segments=n_node.shape[0])
-    return sums / jnp.maximum(n_node, 1)[:, None].astype(h.dtype)

@@ -1,6 +1,6 @@
 """Graph layers with hand-derived backward passes: the GCN convolution (on dense or sparse
 constant input features), OGB's GCN convolution with bond features, and a batch norm that skips
-the padding nodes of a graph batch.
+the padding nodes of a graph batch; mean pooling of each graph's nodes.
 
 The graph is given as an edge list: edge e carries a message from node `senders[e]` to node
 `receivers[e]` (jraph's convention); an undirected graph lists both directions. The adjacency
@@ -277,3 +277,16 @@ def masked_batchnorm_backward(dout: Array, cache: dict) -> tuple[Array, Params]:
 
 
 masked_batchnorm = manual_vjp(masked_batchnorm_forward, masked_batchnorm_backward, has_aux=True)
+
+
+# ----------------------------------------------------------------------------- pooling
+def node_graph_ids(n_node: jax.Array, num_nodes: int) -> jax.Array:
+    """The graph index of every node of a batch: [0]*n_node[0] + [1]*n_node[1] + ..."""
+    return jnp.repeat(jnp.arange(n_node.shape[0]), n_node, total_repeat_length=num_nodes)
+
+
+def global_mean_pool(h: jax.Array, n_node: jax.Array) -> jax.Array:
+    """Mean of the node rows of each graph: (N, D) -> (G, D); empty graphs give 0."""
+    ids = node_graph_ids(n_node, h.shape[0])
+    sums = jax.ops.segment_sum(h, ids, num_segments=n_node.shape[0])
+    return sums / jnp.maximum(n_node, 1)[:, None].astype(h.dtype)

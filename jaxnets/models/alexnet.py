@@ -11,8 +11,9 @@ Parameter counts (torchvision's numbers): features 2,469,696; the ImageNet class
 41,958,410 (44,428,106 in all): `AlexNet(10, hidden=(4096, 1024))`.
 
 Every layer is a `jaxnets.nn` module (hand-derived backward by default, autodiff's with
-`jaxnets.nn.set_gradients`). `conv2d` (PyTorch's symmetric padding) and `adaptive_avg_pool` are
-shared with `jaxnets.models.resnet`.
+`jaxnets.nn.set_gradients`). Every conv pads explicitly and symmetrically, as PyTorch's
+`nn.Conv2d(c_in, c_out, kernel, stride, padding)` does (XLA's "SAME" would pad stride-2 layers
+less on top).
 """
 
 from __future__ import annotations
@@ -28,25 +29,6 @@ Array = jax.Array
 
 
 # ----------------------------------------------------------------------------- building blocks
-def conv2d(
-    c_in: int,
-    c_out: int,
-    kernel: int,
-    *,
-    stride: int = 1,
-    padding: int = 0,
-    use_bias: bool = True,
-    kernel_init: nnx.Initializer | None = None,
-    rngs: nnx.Rngs,
-) -> nn.Conv2d:
-    """PyTorch's `nn.Conv2d(c_in, c_out, kernel, stride, padding)` as an HWIO `Conv2d`, padding
-    explicit and symmetric (XLA's "SAME" would pad stride-2 layers less on top)."""
-    options = {} if kernel_init is None else {"kernel_init": kernel_init}
-    return nn.Conv2d(
-        c_in, c_out, kernel, stride=stride, padding=padding, use_bias=use_bias, rngs=rngs, **options
-    )
-
-
 def _pool_matrix(size_in: int, size_out: int) -> np.ndarray:
     """(size_out, size_in) averaging matrix of PyTorch's adaptive pooling: output i averages
     inputs floor(i * n / m) .. ceil((i + 1) * n / m) - 1 (windows may overlap)."""
@@ -101,17 +83,17 @@ class AlexNet(nnx.Module):
     ):
         self.features = nnx.List(
             [
-                conv2d(in_channels, 64, 11, stride=4, padding=2, rngs=rngs),
+                nn.Conv2d(in_channels, 64, 11, stride=4, padding=2, rngs=rngs),
                 nn.ReLU(),
                 nn.MaxPool2d(3, 2),
-                conv2d(64, 192, 5, padding=2, rngs=rngs),
+                nn.Conv2d(64, 192, 5, padding=2, rngs=rngs),
                 nn.ReLU(),
                 nn.MaxPool2d(3, 2),
-                conv2d(192, 384, 3, padding=1, rngs=rngs),
+                nn.Conv2d(192, 384, 3, padding=1, rngs=rngs),
                 nn.ReLU(),
-                conv2d(384, 256, 3, padding=1, rngs=rngs),
+                nn.Conv2d(384, 256, 3, padding=1, rngs=rngs),
                 nn.ReLU(),
-                conv2d(256, 256, 3, padding=1, rngs=rngs),
+                nn.Conv2d(256, 256, 3, padding=1, rngs=rngs),
                 nn.ReLU(),
                 nn.MaxPool2d(3, 2),
             ]

@@ -29,7 +29,6 @@ import numpy as np
 from flax import nnx
 
 from jaxnets import nn
-from jaxnets.data.graph_batching import global_mean_pool
 from jaxnets.layers import graph
 
 Array = jax.Array
@@ -176,7 +175,7 @@ class GCNGraphClassifier(nnx.Module):
         node_mask = jraph.get_node_padding_mask(graphs)
         x = self.encoder(graphs.nodes) if self.encoder is not None else graphs.nodes
         h = self.gnn(x, graphs.senders, graphs.receivers, node_mask)
-        return self.head(global_mean_pool(h, graphs.n_node))
+        return self.head(graph.global_mean_pool(h, graphs.n_node))
 
 
 class BondGCNGraphClassifier(nnx.Module):
@@ -219,4 +218,4 @@ class BondGCNGraphClassifier(nnx.Module):
         for i, (bonds, conv, norm) in enumerate(zip(self.bond_encoders, self.convs, self.norms)):
             h = norm(conv(h, bonds(graphs.edges), graphs.senders, graphs.receivers), node_mask)
             h = self.dropout(h if i == last else self.relu(h))
-        return self.head(global_mean_pool(h, graphs.n_node))
+        return self.head(graph.global_mean_pool(h, graphs.n_node))

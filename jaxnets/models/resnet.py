@@ -22,7 +22,6 @@ import jax
 from flax import nnx
 
 from jaxnets import nn
-from jaxnets.models.alexnet import conv2d
 
 Array = jax.Array
 
@@ -36,7 +35,7 @@ BatchNorm2d = nn.BatchNorm
 
 
 def _conv(c_in: int, c_out: int, kernel: int, stride: int, rngs: nnx.Rngs) -> nn.Conv2d:
-    return conv2d(
+    return nn.Conv2d(
         c_in,
         c_out,
         kernel,
@@ -128,7 +127,7 @@ class ResNet(nnx.Module):
         if len(layers) != 4:
             raise ValueError(f"layers must give the blocks of 4 stages, got {tuple(layers)}")
         cls = BLOCKS[block]
-        self.conv1 = conv2d(
+        self.conv1 = nn.Conv2d(
             in_channels,
             64,
             7,
