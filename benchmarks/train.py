@@ -153,11 +153,12 @@ class GraphContender:
         import jax.numpy as jnp
         import numpy as np
 
-        from jaxnets.experiments.gcn.train import Task, create_model_and_optimizer
+        from jaxnets.experiments.gcn.train import Steps, Task, create_model_and_optimizer
 
         self.task = Task(dataset, config)
         self.task.splits = {**self.task.splits, "train": train}
-        self.model, self.optimizer = create_model_and_optimizer(self.task, jnp.asarray(config.seed))
+        model, optimizer = create_model_and_optimizer(self.task, jnp.asarray(config.seed))
+        self.steps_of_model = Steps(model, optimizer, self.task.task)
         self.batch_size = config.batch_size
         self.steps_per_epoch = -(-len(train) // self.batch_size)
         self.examples_per_epoch = len(train)
@@ -165,17 +166,15 @@ class GraphContender:
 
     def epoch(self, epoch: int) -> float:
         start = time.perf_counter()
-        self.task.train_epoch(self.model, self.optimizer, self.rng)
+        self.task.train_epoch(self.steps_of_model, self.rng)
         return time.perf_counter() - start
 
     def steps(self, k: int) -> float:
         import jax
 
-        from jaxnets.experiments.gcn.train import train_step
-
         graphs, real = next(self.task.batches(self.task.splits["train"], self.batch_size))
-        mask = jax.device_put(real)
-        args = (self.model, self.optimizer, graphs, graphs.globals, mask, self.task.task)
+        args = (graphs, graphs.globals, jax.device_put(real))
+        train_step = self.steps_of_model.train
         jax.block_until_ready(train_step(*args))
         start = time.perf_counter()
         for _ in range(k):

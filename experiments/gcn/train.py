@@ -48,13 +48,13 @@ from jaxnets.training.metrics import loss_diverged
 from jaxnets.training.plots import plot_curves
 from jaxnets.training.run_dir import RunDir
 from jaxnets.training.sharding import default_mesh, replicate, shard_batch
+from jaxnets.training.trainer import jit_bound, train_and_eval_views
 
 SPLITS = ("train", "valid", "test")
 
 
 # ----------------------------------------------------------------------------- jitted steps
-@functools.partial(nnx.jit, static_argnames="task")
-def train_step(model, optimizer, inputs, labels, mask, task: str) -> jax.Array:
+def _train_step(model, optimizer, inputs, labels, mask, *, task: str) -> jax.Array:
     """One Adam step on the masked loss; `inputs` is a GraphsTuple or (x, senders, receivers)."""
 
     def loss_fn(model):
@@ -65,15 +65,21 @@ def train_step(model, optimizer, inputs, labels, mask, task: str) -> jax.Array:
     return loss
 
 
-@nnx.jit
-def predict(model, inputs) -> jax.Array:
-    return _forward(model, inputs)
-
-
 def _forward(model, inputs):
     if isinstance(inputs, jraph.GraphsTuple):
         return model(inputs)
     return model(*inputs)
+
+
+class Steps:
+    """The jitted steps of one model and its optimizer, bound to them once (`jit_bound`):
+    `train(inputs, labels, mask) -> loss` on the train view (dropout, batch statistics) and
+    `predict(inputs) -> outputs` on the eval view."""
+
+    def __init__(self, model: nnx.Module, optimizer: nnx.Optimizer, task: str):
+        train_view, eval_view = train_and_eval_views(model)
+        self.train = jit_bound(functools.partial(_train_step, task=task), train_view, optimizer)
+        self.predict = jit_bound(_forward, eval_view)
 
 
 def _optimizer(model: nnx.Module, config: GCNConfig) -> nnx.Optimizer:
@@ -189,31 +195,25 @@ class Task:
             **features,
         )
 
-    def train_epoch(self, model, optimizer, rng: np.random.Generator) -> float:
-        model.train()
+    def train_epoch(self, steps: Steps, rng: np.random.Generator) -> float:
         if isinstance(self.dataset, NodeDataset):
-            loss = train_step(
-                model, optimizer, self.inputs, self.labels, self.train_mask, self.task
-            )
-            return float(loss)
+            return float(steps.train(self.inputs, self.labels, self.train_mask))
         losses = []
         for graphs, real in self.batches(self.splits["train"], self.config.batch_size, rng):
-            mask = self._place(real)
-            losses.append(train_step(model, optimizer, graphs, graphs.globals, mask, self.task))
+            losses.append(steps.train(graphs, graphs.globals, self._place(real)))
         return float(np.mean(jax.device_get(losses)))
 
-    def outputs(self, model, splits=SPLITS) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    def outputs(self, steps: Steps, splits=SPLITS) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """split -> (model outputs, labels), in eval mode."""
-        model.eval()
         ds = self.dataset
         if isinstance(ds, NodeDataset):
-            out = np.asarray(predict(model, self.inputs))
+            out = np.asarray(steps.predict(self.inputs))
             return {s: (out[self.splits[s]], ds.labels[self.splits[s]]) for s in splits}
         result = {}
         for split in splits:
             chunks = []
             for graphs, real in self.batches(self.splits[split], self.config.eval_batch_size):
-                chunks.append(np.asarray(predict(model, graphs))[real])
+                chunks.append(np.asarray(steps.predict(graphs))[real])
             result[split] = (np.concatenate(chunks), ds.labels[self.splits[split]])
         return result
 
@@ -266,6 +266,7 @@ def train_one_seed(task: Task, seed: int, run: RunDir, progress: Progress) -> di
     start = time.perf_counter()
     model, optimizer = create_model_and_optimizer(task, jnp.asarray(seed))
     task.replicate(model, optimizer)
+    steps = Steps(model, optimizer, task.task)
     rng = np.random.default_rng(seed)
     run.reset_metrics()
     shutil.rmtree(run.checkpoint_dir, ignore_errors=True)  # a fresh run, not a resume
@@ -276,7 +277,7 @@ def train_one_seed(task: Task, seed: int, run: RunDir, progress: Progress) -> di
     best, best_state = None, None
     for epoch in range(1, config.epochs + 1):
         epoch_start = time.perf_counter()
-        train_loss = task.train_epoch(model, optimizer, rng)
+        train_loss = task.train_epoch(steps, rng)
         if loss_diverged(train_loss):
             raise TrainingDiverged(
                 f"seed {seed} diverged in epoch {epoch}: the training loss is {train_loss:.3g}. "
@@ -285,7 +286,7 @@ def train_one_seed(task: Task, seed: int, run: RunDir, progress: Progress) -> di
         record = {
             "epoch": epoch,
             "train_step_loss": train_loss,
-            **task.scores(task.outputs(model, splits)),
+            **task.scores(task.outputs(steps, splits)),
             "epoch_seconds": time.perf_counter() - epoch_start,  # training and scoring
         }
         run.log(record)
@@ -307,7 +308,7 @@ def train_one_seed(task: Task, seed: int, run: RunDir, progress: Progress) -> di
     checkpoints.close()
 
     nnx.update(model, best_state["model"])
-    outputs = task.outputs(model)
+    outputs = task.outputs(steps)
     final = task.scores(outputs)
     _write_predictions(task, outputs, run.file("predictions.csv"))
     panels = {

@@ -62,11 +62,23 @@ def count_params(model: nnx.Module, wrt: Any = nnx.Param) -> int:
     return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(model, wrt)))
 
 
-def _compile(fn: Callable, *nodes: Any, graph: bool) -> Callable:
-    """`fn(*nodes, batch)` jitted with `nodes` bound; their variables update in place."""
+def jit_bound(fn: Callable, *nodes: Any, graph: bool = False) -> Callable:
+    """`fn(*nodes, ...)` jitted with `nodes` (modules, optimizers) bound once; their variables
+    update in place. `nnx.jit` would walk every node's variables in Python on each call, which
+    on a small CPU takes time from the step's own XLA threads."""
     if graph:  # graph mode: shared variables (e.g. tied embeddings) allowed, more overhead
         return nnx.cached_partial(nnx.jit(fn), *nodes)
     return nnx.jit_partial(fn, *nodes, graph=False)
+
+
+def train_and_eval_views(model: nnx.Module) -> tuple[nnx.Module, nnx.Module]:
+    """(train view: dropout on, batch statistics; eval view: dropout off, running averages).
+    Views share the model's variables; only the static mode attributes differ."""
+    mode = {"raise_if_not_found": False}
+    return (
+        nnx.view(model, deterministic=False, use_running_average=False, **mode),
+        nnx.view(model, deterministic=True, use_running_average=True, **mode),
+    )
 
 
 def _train_step_fn(loss_fn: LossFn, wrt: Any) -> Callable:
@@ -133,14 +145,11 @@ class Trainer:
         self.learning_rate_fn = learning_rate_fn
         self.console = console or Console()
         self.progress, self.log_every, self.graph = progress, log_every, graph
-        # Views share the model's variables; only the static mode attributes differ.
-        mode = {"raise_if_not_found": False}
-        self.train_model = nnx.view(model, deterministic=False, use_running_average=False, **mode)
-        self.eval_model = nnx.view(model, deterministic=True, use_running_average=True, **mode)
-        self._train_step = _compile(
+        self.train_model, self.eval_model = train_and_eval_views(model)
+        self._train_step = jit_bound(
             _train_step_fn(loss_fn, wrt), self.train_model, self.optimizer, graph=graph
         )
-        self._eval_step = _compile(_eval_step_fn(loss_fn), self.eval_model, graph=graph)
+        self._eval_step = jit_bound(_eval_step_fn(loss_fn), self.eval_model, graph=graph)
         self._predict_steps: dict[Callable, Callable] = {}
         self.checkpoints: Checkpoints | None = None
         self.epoch = 0  # epochs completed
@@ -233,7 +242,7 @@ class Trainer:
         """`fn(eval_model, batch)` over `batches`, jitted, rows where batch["mask"] is False
         dropped, concatenated on the host (e.g. fn returning logits.argmax(-1))."""
         if fn not in self._predict_steps:
-            self._predict_steps[fn] = _compile(fn, self.eval_model, graph=self.graph)
+            self._predict_steps[fn] = jit_bound(fn, self.eval_model, graph=self.graph)
         step, outs = self._predict_steps[fn], []
         for batch in batches:
             batch = self._shard(batch)
