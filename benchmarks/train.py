@@ -362,7 +362,7 @@ def time_recipe(recipe: str, args: argparse.Namespace, log: Callable[[str], None
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from jaxnets.bench.cnn import cpu_ticks, load_average, machine_info, steal_percent
+    from jaxnets.bench.machine import cpu_ticks, load_average, machine_info, steal_percent
     from jaxnets.errors import ConfigError
 
     if args.repeats < 1:

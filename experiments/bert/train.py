@@ -34,6 +34,7 @@ from jaxnets.data.text import TextSplits, load_corpus, load_imdb
 from jaxnets.errors import ConfigError, RunFolderError
 from jaxnets.experiments.bert.config import FinetuneConfig, PretrainConfig
 from jaxnets.experiments.bert.plots import plot_attention
+from jaxnets.init import create_module
 from jaxnets.models.bert import (
     BertClassifier,
     BertConfig,
@@ -75,13 +76,6 @@ def load_params(path: str | os.PathLike, module: nnx.Module) -> None:
         restored = checkpointer.restore(path, target)
     nnx.replace_by_pure_dict(abstract, restored)
     nnx.update(module, abstract)
-
-
-def _create(factory) -> Any:
-    """Build a module in one jitted call (eager init compiles one program per op), with the
-    classic threefry, which XLA compiles several times faster on CPU."""
-    with jax.threefry_partitionable(False):
-        return nnx.jit(factory)()
 
 
 def _read_json(path: pathlib.Path) -> dict[str, Any]:
@@ -274,7 +268,7 @@ def make_mlm(
         mask_token_id=tokenizer.mask_id,
         pad_id=tokenizer.pad_id,
     )
-    model = _create(
+    model = create_module(
         lambda: BertModel(bert_config, rngs=nnx.Rngs(params=config.seed, dropout=config.seed + 1))
     )
     set_compute_dtype(model, config.compute_dtype)
@@ -575,7 +569,7 @@ def finetune(
         rngs = nnx.Rngs(params=config.seed, dropout=config.seed + 1)
         return BertClassifier(BertModel(bert_config, rngs=rngs), rngs=rngs, **classifier_options)
 
-    model = _create(create)
+    model = create_module(create)
     load_encoder(model.bert)
     set_compute_dtype(model, config.compute_dtype)
     nn.set_gradients(model, nn.default_gradients(config.gradients))
@@ -705,7 +699,7 @@ def _load_classifier(run_dir: str) -> tuple[BertClassifier, WordPieceTokenizer, 
             f"{folder} is not a fine-tuned run (its config.json has no classifier)"
         )
     bert_config = BertConfig.from_dict(meta["model"])
-    model = _create(
+    model = create_module(
         lambda: BertClassifier(
             BertModel(bert_config, rngs=nnx.Rngs(0)), rngs=nnx.Rngs(0), **meta["classifier"]
         )

@@ -27,7 +27,7 @@ from jaxnets.models.two_layer import (
     two_layer_scores,
 )
 from jaxnets.training.metrics import loss_diverged
-from jaxnets.training.plots import plt
+from jaxnets.training.plots import plot_curves
 from jaxnets.training.run_dir import RunDir
 
 
@@ -168,26 +168,19 @@ def train_and_evaluate(
 
 
 def _plot(curves: dict[str, list[dict[str, float]]], run: RunDir) -> None:
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
-    for i, (name, history) in enumerate(curves.items()):
-        color = f"C{i}"
-        epochs = [r["epoch"] for r in history]
-        for ax, metric in ((ax_loss, "loss"), (ax_acc, "accuracy")):
-            ax.plot(
-                epochs, [r[f"train_{metric}"] for r in history], color=color, label=f"{name} train"
-            )
-            ax.plot(
-                epochs,
-                [r[f"val_{metric}"] for r in history],
-                color=color,
-                ls="--",
-                label=f"{name} val",
-            )
-            ax.set_xlabel("epoch")
-            ax.set_ylabel(metric)
-            ax.grid(alpha=0.3)
-    ax_acc.legend(fontsize=7, ncol=2)
-    fig.suptitle("Two-layer net on Iris (hand-derived gradients, SGD momentum)")
-    fig.tight_layout()
-    fig.savefig(run.file("curves.png"), dpi=110)
-    plt.close(fig)
+    """Every setting's training and validation curves, one panel per metric."""
+    by_epoch: dict[int, dict[str, float]] = {}
+    for name, history in curves.items():
+        for record in history:
+            row = by_epoch.setdefault(record["epoch"], {"epoch": record["epoch"]})
+            row.update({f"{name} {k}": v for k, v in record.items() if k != "epoch"})
+    panels = {
+        metric: [f"{name} {split}_{metric}" for name in curves for split in ("train", "val")]
+        for metric in ("loss", "accuracy")
+    }
+    plot_curves(
+        [by_epoch[e] for e in sorted(by_epoch)],
+        run.file("curves.png"),
+        panels=panels,
+        title="Two-layer net on Iris (hand-derived gradients, SGD momentum)",
+    )

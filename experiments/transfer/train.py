@@ -35,9 +35,11 @@ from flax import nnx
 from rich.console import Console
 
 from jaxnets import nn
+from jaxnets.bench.machine import load_average
 from jaxnets.data.image_data import ImageData, load_image_data
 from jaxnets.errors import ConfigError
 from jaxnets.experiments.transfer.config import TransferConfig
+from jaxnets.init import create_module
 from jaxnets.models.alexnet import AlexNet
 from jaxnets.models.resnet import resnet
 from jaxnets.models.torch_import import load_pretrained
@@ -90,7 +92,7 @@ def create_model(
     head_hidden: tuple[int, int] = (4096, 1024),
     gradients: str = "auto",
 ) -> nnx.Module:
-    """The backbone with a new head, initialised in one jitted call (as the images experiment).
+    """The backbone with a new head, initialised in one jitted call (`create_module`).
     head_hidden: AlexNet's classifier widths (the course's head: 9216-4096-1024-num_classes).
     gradients: who computes its layers' backward (`jaxnets.nn.default_gradients`)."""
 
@@ -100,9 +102,7 @@ def create_model(
             return AlexNet(num_classes, hidden=tuple(head_hidden), rngs=rngs)
         return resnet(backbone, num_classes, rngs=rngs)
 
-    with jax.threefry_partitionable(False):
-        model = nnx.jit(create)()
-    return nn.set_gradients(model, nn.default_gradients(gradients))
+    return nn.set_gradients(create_module(create), nn.default_gradients(gradients))
 
 
 def _backbone_filter(backbone: str):
@@ -401,7 +401,7 @@ def train_and_evaluate(
     resume: continue the run in out_dir with its own settings; overwrite: replace it."""
     config.validate()
     console = console or Console()
-    started, load_start = time.perf_counter(), _load_average()
+    started, load_start = time.perf_counter(), _load_average_1min()
     run = RunDir(out_dir).claim(
         "train transfer", config.to_dict(), resume=resume, overwrite=overwrite
     )
@@ -495,7 +495,7 @@ def train_and_evaluate(
         "test_accuracy": runs[best_mode]["test_accuracy"],
         "device": jax.devices()[0].device_kind,
         "cpu_count": os.cpu_count(),
-        "load_average_1min": [load_start, _load_average()],
+        "load_average_1min": [load_start, _load_average_1min()],
         "wall_seconds": time.perf_counter() - started,
         "config": config.to_dict(),
     }
@@ -515,13 +515,6 @@ def _full_test_images(config: TransferConfig) -> np.ndarray:
     from jaxnets.data.images import load_image_dataset
 
     return load_image_dataset("cifar10", config.data_dir, config.source).test_images
-
-
-def _load_average() -> float | None:
-    try:
-        return os.getloadavg()[0]
-    except OSError:
-        return None
 
 
 def _plot(runs: dict[str, dict[str, Any]], path: pathlib.Path, title: str) -> None:
@@ -581,3 +574,8 @@ def _config_from_json(values: dict[str, Any]) -> TransferConfig:
     fields = {f.name for f in dataclasses.fields(TransferConfig)}
     values = {k: (tuple(v) if k in tuples and v is not None else v) for k, v in values.items()}
     return TransferConfig(**{k: v for k, v in values.items() if k in fields})
+
+
+def _load_average_1min() -> float | None:
+    load = load_average()
+    return None if load is None else load[0]

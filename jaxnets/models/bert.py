@@ -308,14 +308,6 @@ def frozen_encoder_tx(
     return optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
 
 
-def count_params(module: nnx.Module, prefix: str | None = None) -> int:
-    """Number of parameter scalars, optionally only those under attribute `prefix`."""
-    state = nnx.state(module, nnx.Param)
-    if prefix is not None:
-        state = state[prefix]
-    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state))
-
-
 # ----------------------------------------------------------------------------- Hugging Face weights
 def _hf_layer_map(i: int) -> dict[str, tuple[str, ...]]:
     p = f"encoder.layer.{i}."

@@ -39,7 +39,7 @@ def plot_curves(
         ax.set_xlabel(x)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
-        ax.legend()
+        ax.legend(fontsize=7 if len(series) > 6 else None)
     if title:
         fig.suptitle(title)
     fig.tight_layout()
