@@ -14,7 +14,8 @@ import pathlib
 from typing import Any
 
 from jaxnets import submission
-from jaxnets.submission import Classifier, add_arguments, read_results
+from jaxnets.submission import Classifier, add_arguments
+from jaxnets.training.run_dir import read_results
 
 __all__ = ["CLASSIFIER_LOADERS", "add_arguments", "load_classifier", "run", "submission_from_run"]
 

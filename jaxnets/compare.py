@@ -23,6 +23,7 @@ import pathlib
 from typing import Any
 
 from jaxnets.errors import ConfigError
+from jaxnets.training.run_dir import read_results
 
 MODES = ("manual", "autodiff")
 
@@ -101,7 +102,7 @@ def loss_curves(run_dir: pathlib.Path) -> dict[str, list[float]]:
 
 
 def _final_metrics(run_dir: pathlib.Path) -> dict[str, float]:
-    results = json.loads((run_dir / "results.json").read_text())
+    results = read_results(run_dir)
     return {
         k: float(v)
         for k, v in results.items()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import pathlib
 from collections.abc import Callable, Sequence
@@ -98,13 +97,6 @@ class Classifier:
     predict: Callable[[np.ndarray], np.ndarray]
     dataset: str  # the jaxnets.data.images name of the dataset it was trained on
     description: str
-
-
-def read_results(run_dir: str | os.PathLike) -> dict[str, Any]:
-    path = pathlib.Path(run_dir) / "results.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: is {run_dir} a finished run folder?")
-    return json.loads(path.read_text())
 
 
 def restore_checkpoint(trainer: Any, which: str) -> int:

@@ -7,9 +7,8 @@ Presets:
   sequences, then two epochs of fine-tuning with a [CLS] head and the encoder unfrozen.
 - "gpu": for an accelerator: 4 blocks, E=256, FF=1024, T=256, 13,400 MLM steps of 128
   sequences over IMDB + WikiText-2 + Tiny Shakespeare, then 3 epochs of fine-tuning at T=512
-  (the positions are sinusoidal, so longer inputs still work). Measured on one H100: 0.901 IMDB
-  test accuracy, pretraining 4.0 min and fine-tuning 1.1 min (from scratch: 0.869); made with
-  benchmarks/bert_imdb_accelerator.py, which fits the step count to a time budget.
+  (the positions are sinusoidal, so longer inputs still work); its step count was fitted to a
+  time budget on one H100 by benchmarks/bert_imdb_accelerator.py (figures: README.md here).
 - "course" (fine-tuning only): the course's head: the encoder frozen, a bidirectional GRU of
   hidden 16, dropout, one logit, BCE, Adam 1e-3, 3 epochs, best model by validation loss. With
   `--hf-checkpoint bert-base-uncased/` it is the course's experiment (0.9145 reported).

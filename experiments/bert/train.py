@@ -49,7 +49,13 @@ from jaxnets.text.tokenizer import WordPieceTokenizer, chunk_documents
 from jaxnets.training.metrics import Mean
 from jaxnets.training.plots import plot_curves
 from jaxnets.training.precision import set_compute_dtype
-from jaxnets.training.run_dir import RunDir, read_json, resume_config, write_json_atomic
+from jaxnets.training.run_dir import (
+    RunDir,
+    read_json,
+    read_results,
+    resume_config,
+    write_json_atomic,
+)
 from jaxnets.training.schedules import make_schedule
 from jaxnets.training.trainer import Trainer
 
@@ -234,8 +240,7 @@ def _claim(out_dir, command: str, config: Any, resume: bool, overwrite: bool) ->
 
 def _classic_threefry(fn):
     """Run `fn` with the classic (non-partitionable) threefry PRNG on one device: every dropout
-    mask and MLM corruption is random bits, and XLA on CPU compiles those faster (measured: the
-    smoke preset's pretraining 33 s against 39 s, fine-tuning 26 s against 36 s), with the same
+    mask and MLM corruption is random bits, and XLA on CPU compiles those faster, with the same
     statistics. Sharded over several devices, and wherever JAX_THREEFRY_PARTITIONABLE is set,
     JAX's partitionable PRNG stays: its bits do not depend on how an array is sharded."""
 
@@ -651,7 +656,7 @@ def finetune(
     best = next(r for r in records if r["epoch"] == best_epoch)
     pretrain_results = {}
     if config.pretrained and (pathlib.Path(config.pretrained) / "results.json").exists():
-        pretrain_results = _read_json(pathlib.Path(config.pretrained) / "results.json")
+        pretrain_results = read_results(config.pretrained)
     results = {
         "experiment": "bert-imdb",
         "gradients": nn.gradients_of(model),

@@ -299,7 +299,7 @@ def train_one_seed(task: Task, seed: int, run: RunDir, progress: Progress) -> di
             f"(best {best[f'val_{metric}']:.4f} @ {best['epoch']})",
         )
     last_state = _snapshot(model, optimizer)
-    # Checkpoints once per run, not per epoch: an orbax save costs ~0.5 s, a Cora epoch ~30 ms.
+    # Checkpoints once per run, not per epoch: an orbax save takes longer than a Cora epoch.
     checkpoints = Checkpoints(run.checkpoint_dir)
     meta = {"best_epoch": best["epoch"], f"val_{metric}": best[f"val_{metric}"]}
     checkpoints.save(best["epoch"], best_state, meta, is_best=True)

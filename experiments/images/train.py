@@ -28,11 +28,11 @@ from jaxnets.experiments.images.input_pipeline import ImageData, load_data
 from jaxnets.init import create_module
 from jaxnets.models.cnn import create_model, first_layer_filters
 from jaxnets.optim import get_optimizer
-from jaxnets.submission import Classifier, predict_labels, read_results, restore_checkpoint
+from jaxnets.submission import Classifier, predict_labels, restore_checkpoint
 from jaxnets.training import plots
 from jaxnets.training.metrics import classification_metrics
 from jaxnets.training.precision import set_compute_dtype
-from jaxnets.training.run_dir import RunDir, resume_config
+from jaxnets.training.run_dir import RunDir, read_results, resume_config
 from jaxnets.training.schedules import make_schedule
 from jaxnets.training.trainer import EpochCallback, Trainer, count_params
 

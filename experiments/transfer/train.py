@@ -47,7 +47,6 @@ from jaxnets.optim import get_optimizer
 from jaxnets.submission import (
     Classifier,
     predict_labels,
-    read_results,
     restore_checkpoint,
     write_submission,
 )
@@ -60,7 +59,7 @@ from jaxnets.training.freeze import (
     trainable_param_count,
 )
 from jaxnets.training.metrics import classification_metrics
-from jaxnets.training.run_dir import RunDir, resume_config, write_json_atomic
+from jaxnets.training.run_dir import RunDir, read_results, resume_config, write_json_atomic
 from jaxnets.training.schedules import make_schedule
 from jaxnets.training.trainer import Trainer, count_params
 

@@ -14,8 +14,8 @@ original order instead: image i of a split is the file the map gives index i. Fo
 JPEG copy that is CIFAR-10's own order, so its test split lines up with the real test set.
 
 Decoding is Pillow's, in one worker process per core for large folders (threads gain nothing on
-small images: Python's share of each decode holds the GIL; measured 6.2 s for the 60,000 CIFAR
-JPEGs on 2 threads against 2.5 s on 2 processes). The decoded arrays are cached once, as an
+small images: Python's share of each decode holds the GIL; two processes decode the CIFAR-10
+JPEG copy in less than half the time of two threads). The decoded arrays are cached once, as an
 uncompressed .npz in `$JAXNETS_CACHE_DIR/image-folders` (default ~/.cache/jaxnets/...; the data
 folder may be read-only), named by the folder's path and the resize and holding a fingerprint of
 the folder (each image file's path, size and mtime; an archive's size and mtime; the order map's):

@@ -71,6 +71,14 @@ def read_json(path: str | os.PathLike) -> dict[str, Any]:
     return data
 
 
+def read_results(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """A finished run's results.json, or RunFolderError naming what is missing."""
+    path = pathlib.Path(run_dir) / "results.json"
+    if not path.is_file():
+        raise RunFolderError(f"{path} not found: is {run_dir} a finished run folder?")
+    return read_json(path)
+
+
 class RunDir:
     """A folder holding one run's outputs, created on the first write.
 

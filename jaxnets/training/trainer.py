@@ -1,4 +1,4 @@
-"""One training loop for every experiment: images now, graphs and text later.
+"""The training loop of the image, transfer and BERT experiments.
 
 An experiment supplies a Flax NNX model, an optax transformation and a loss function
 
@@ -20,6 +20,11 @@ The `Mean`s (jaxnets.training.metrics) carry weighted totals, so a padded final 
   counters, optimizer state and step) and continues with the next epoch. Batches depend on
   (seed, epoch) only, so an interrupted and resumed run ends where an uninterrupted one does;
 - a rich progress bar and a one-line summary per epoch.
+
+GCN (`jaxnets.experiments.gcn.train`) keeps its own short loop, on the same `jit_bound` steps
+and views: it trains several seeds in one process, each keeping its best epoch in memory and
+checkpointing once at the end (a Cora epoch is shorter than an orbax save), its graph batches
+change padded shape from step to step, and full-batch node tasks have one step per epoch.
 """
 
 from __future__ import annotations

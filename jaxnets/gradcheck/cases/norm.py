@@ -14,7 +14,7 @@ _SALT = 0x6E6F726D  # "norm"
 
 
 # Inputs are drawn with numpy, seeded from the case's key: jax.random would compile a float64
-# threefry kernel per shape (1-2 s each, most of an eager audit's time), numpy compiles nothing.
+# threefry kernel per shape (most of an eager audit's time), numpy compiles nothing.
 #
 # They are unit-scale. The central differences' error is roundoff, about 3e-10 in absolute
 # terms for these sizes, so the elementwise relative error is set by the smallest |dx| entries:
