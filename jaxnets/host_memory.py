@@ -3,9 +3,10 @@
 XLA's CPU runtime allocates a training step's intermediates afresh on every call. glibc serves
 a large block (over 32 MiB at most, and anything a worker thread's 64 MiB arena cannot hold)
 with its own `mmap` and returns it with `munmap` when freed, so the next step gets new pages
-and the kernel zero-fills each 4 KiB page on first touch: thousands of page faults and tens of
-milliseconds of system time per step of the course's three-layer conv net (benchmarks/README.md,
-"Measurements behind design choices"). `mallopt` can make glibc keep such blocks in its heap instead:
+and the kernel zero-fills each 4 KiB page on first touch: thousands of page faults and tens
+of milliseconds of system time per step of the course's three-layer conv net
+(benchmarks/README.md, "Measurements behind design choices"). `mallopt` can make glibc keep
+such blocks in its heap instead:
 - M_ARENA_MAX = 1: every thread allocates from the main arena, which grows with `brk` and has
   no size cap (a worker thread's arena does, and falls back to `mmap` above it);
 - M_MMAP_MAX = 0: no block is served by its own `mmap`;
@@ -16,9 +17,9 @@ copies of them before reusing them (tests/test_host_memory.py). PyTorch's CPU te
 the same malloc, so `jaxnets bench` runs both frameworks under the same setting.
 One arena serialises malloc across threads, though: training a WordPiece tokenizer took twice
 as long (the Rust tokenizers allocate from many threads). So `jaxnets bench` calls it (unless
-JAXNETS_DEFAULT_MALLOC=1), the training commands do not (their steps showed no gain). Call it first thing in a
-process, before JAX or PyTorch start their threads. Only glibc (Linux) has `mallopt`; elsewhere
-it does nothing.
+JAXNETS_DEFAULT_MALLOC=1), the training commands do not (their steps showed no gain). Call it
+first thing in a process, before JAX or PyTorch start their threads. Only glibc (Linux) has
+`mallopt`; elsewhere it does nothing.
 """
 
 from __future__ import annotations
