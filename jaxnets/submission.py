@@ -99,27 +99,6 @@ class Classifier:
     description: str
 
 
-def restore_checkpoint(trainer: Any, which: str) -> int:
-    """Load the run's "best" or "last" checkpoint into `trainer.model`; returns its epoch."""
-    from flax import nnx
-
-    from jaxnets.training.checkpoints import Checkpoints
-
-    if which not in ("best", "last"):
-        raise ValueError(f"checkpoint must be 'best' or 'last', got {which!r}")
-    checkpoints = Checkpoints(trainer.run.checkpoint_dir)
-    try:
-        restore = checkpoints.restore_best if which == "best" else checkpoints.restore_last
-        restored = restore(trainer.state())
-    finally:
-        checkpoints.close()
-    if restored is None:
-        raise FileNotFoundError(f"no {which} checkpoint in {trainer.run.checkpoint_dir}")
-    _, state, meta = restored
-    nnx.update(trainer.model, state["model"])
-    return int(meta["epoch"])
-
-
 def _load_images(path: pathlib.Path) -> np.ndarray:
     """uint8 NHWC images from a .npy, or a .npz's `images` (or only) array."""
     if path.suffix == ".npz":

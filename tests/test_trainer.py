@@ -226,7 +226,7 @@ def test_restore_best_loads_the_best_validation_epoch(digits, uninterrupted):
     accuracies = [r["val_accuracy"] for r in records]
     best = int(np.argmax(accuracies)) + 1  # the first epoch reaching the maximum
     assert trainer.best_epoch == best
-    assert trainer.restore_best() == best
+    assert trainer.restore("best") == best
     _, _, x_val, y_val = digits
     got = trainer.evaluate(iterate_batches(x_val, y_val, 100, shuffle=False, drop_remainder=False))
     assert got["accuracy"] == pytest.approx(accuracies[best - 1])

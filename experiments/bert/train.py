@@ -24,7 +24,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from flax import nnx
 from rich.console import Console
 
@@ -46,6 +45,7 @@ from jaxnets.models.bert import (
 from jaxnets.optim import get_optimizer
 from jaxnets.text.masking import IGNORE_INDEX, mask_tokens
 from jaxnets.text.tokenizer import WordPieceTokenizer, chunk_documents
+from jaxnets.training.checkpoints import load_module, save_module
 from jaxnets.training.metrics import Mean
 from jaxnets.training.plots import plot_curves
 from jaxnets.training.precision import set_compute_dtype
@@ -64,26 +64,6 @@ SAMPLE_SENTENCE = "The acting was terrible and the plot was boring, but the musi
 
 
 # ----------------------------------------------------------------------------- saving
-def save_params(path: str | os.PathLike, module: nnx.Module) -> None:
-    """The module's parameters (not its optimizer or RNG state) as an orbax checkpoint."""
-    with ocp.StandardCheckpointer() as checkpointer:
-        state = nnx.to_pure_dict(nnx.state(module, nnx.Param))
-        checkpointer.save(pathlib.Path(path).absolute(), state, force=True)
-
-
-def load_params(path: str | os.PathLike, module: nnx.Module) -> None:
-    """Load parameters saved by `save_params` into a module of the same architecture."""
-    path = pathlib.Path(path).absolute()
-    if not path.exists():
-        raise FileNotFoundError(f"no saved model parameters in {path}")
-    abstract = nnx.state(module, nnx.Param)
-    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, nnx.to_pure_dict(abstract))
-    with ocp.StandardCheckpointer() as checkpointer:
-        restored = checkpointer.restore(path, target)
-    nnx.replace_by_pure_dict(abstract, restored)
-    nnx.update(module, abstract)
-
-
 def _read_json(path: pathlib.Path) -> dict[str, Any]:
     if not path.is_file():
         raise RunFolderError(f"{path} does not exist: is {path.parent} a finished run folder?")
@@ -206,7 +186,7 @@ def _write_model_folder(
 ) -> None:
     tokenizer.save(run.path)
     write_json_atomic(run.file("config.json"), meta)
-    save_params(run.file("model"), model)
+    save_module(run.file("model"), model)
 
 
 def _attention_figure(
@@ -379,7 +359,7 @@ def pretrain(
             resume=resume,
             meta={"config": config.to_dict()},
         )
-        best_epoch = trainer.restore_best() or trainer.epoch
+        best_epoch = trainer.restore("best") or trainer.epoch
         seconds = trainer.seconds
 
     _write_model_folder(run, tokenizer, meta, model)
@@ -459,7 +439,7 @@ def _encoder(
         tokenizer = WordPieceTokenizer.load(folder / "tokenizer.json")
         bert_config = BertConfig.from_dict(meta["model"])
         console.print(f"encoder: pretrained in {folder}")
-        return tokenizer, bert_config, lambda bert: load_params(folder / "model", bert)
+        return tokenizer, bert_config, lambda bert: load_module(folder / "model", bert)
     tokenizer = WordPieceTokenizer.train(splits.train_texts, config.vocab_size)
     bert_config = BertConfig(
         vocab_size=tokenizer.vocab_size,
@@ -646,7 +626,7 @@ def finetune(
             resume=resume,
             meta={"config": config.to_dict()},
         )
-        best_epoch = trainer.restore_best() or trainer.epoch
+        best_epoch = trainer.restore("best") or trainer.epoch
         test_start = time.perf_counter()
         test_metrics = trainer.evaluate(test)
         test_seconds = time.perf_counter() - test_start
@@ -709,7 +689,7 @@ def _load_classifier(run_dir: str) -> tuple[BertClassifier, WordPieceTokenizer, 
             BertModel(bert_config, rngs=nnx.Rngs(0)), rngs=nnx.Rngs(0), **meta["classifier"]
         )
     )
-    load_params(folder / "model", model)
+    load_module(folder / "model", model)
     return (
         nnx.view(model, deterministic=True),
         WordPieceTokenizer.load(folder / "tokenizer.json"),

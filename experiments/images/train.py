@@ -28,7 +28,7 @@ from jaxnets.experiments.images.input_pipeline import ImageData, load_data
 from jaxnets.init import create_module
 from jaxnets.models.cnn import create_model, first_layer_filters
 from jaxnets.optim import get_optimizer
-from jaxnets.submission import Classifier, predict_labels, restore_checkpoint
+from jaxnets.submission import Classifier, predict_labels
 from jaxnets.training import plots
 from jaxnets.training.metrics import classification_metrics
 from jaxnets.training.precision import set_compute_dtype
@@ -186,7 +186,7 @@ def train_and_evaluate(
         )
         evaluated = trainer.epoch
         if config.eval_checkpoint == "best":
-            evaluated = trainer.restore_best() or evaluated
+            evaluated = trainer.restore("best") or evaluated
         test = trainer.evaluate(data.eval_batches("test", config.eval_batch_size))
         predictions = trainer.predict(
             data.eval_batches("test", config.eval_batch_size), predicted_labels
@@ -270,7 +270,7 @@ def load_classifier(
     model = build_model(config, data)
     tx = build_optimizer(config, make_schedule(config.schedule, config.learning_rate, 1))
     with Trainer(model, tx, classification_loss, run_dir, progress=False) as trainer:
-        epoch = restore_checkpoint(trainer, checkpoint or config.eval_checkpoint)
+        epoch = trainer.restore(checkpoint or config.eval_checkpoint, required=True)
 
     def predict(images: np.ndarray) -> np.ndarray:
         return predict_labels(model, images, mean=data.mean, std=data.std)

@@ -30,7 +30,6 @@ from typing import Any
 
 import jax
 import numpy as np
-import orbax.checkpoint as ocp
 from flax import nnx
 from rich.console import Console
 
@@ -47,10 +46,10 @@ from jaxnets.optim import get_optimizer
 from jaxnets.submission import (
     Classifier,
     predict_labels,
-    restore_checkpoint,
     write_submission,
 )
 from jaxnets.training import plots
+from jaxnets.training.checkpoints import load_module, save_module
 from jaxnets.training.freeze import (
     freeze,
     freeze_batch_stats,
@@ -117,12 +116,7 @@ def _backbone_filter(backbone: str):
 
 def save_backbone(model: nnx.Module, backbone: str, directory: pathlib.Path, meta: dict) -> None:
     """The backbone's state (head left out) with orbax, and `meta` beside it as JSON."""
-    checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(
-        directory.absolute(), nnx.state(model, _backbone_filter(backbone)), force=True
-    )
-    checkpointer.wait_until_finished()
-    checkpointer.close()
+    save_module(directory, model, _backbone_filter(backbone))
     write_json_atomic(directory.with_suffix(".json"), {"backbone": backbone, **meta})
 
 
@@ -140,12 +134,7 @@ def load_backbone(model: nnx.Module, config: TransferConfig) -> str:
         meta = _backbone_meta(path)
         if meta.get("backbone", config.backbone) != config.backbone:
             raise ConfigError(f"{path} holds a {meta['backbone']} backbone, not {config.backbone}")
-        abstract = jax.tree.map(
-            ocp.utils.to_shape_dtype_struct, nnx.state(model, _backbone_filter(config.backbone))
-        )
-        checkpointer = ocp.StandardCheckpointer()
-        nnx.update(model, checkpointer.restore(path.absolute(), abstract))
-        checkpointer.close()
+        load_module(path, model, _backbone_filter(config.backbone))
         source = meta.get("source", "an earlier run")
         return f"orbax backbone {path} (pretrained on {source})"
     report = load_pretrained(model, path, skip=torch_head_pattern(config.backbone))
@@ -354,7 +343,7 @@ def train_mode(
         )
         evaluated = trainer.epoch
         if config.eval_checkpoint == "best":
-            evaluated = trainer.restore_best() or evaluated
+            evaluated = trainer.restore("best") or evaluated
         test_batches = functools.partial(data.eval_batches, "test", config.eval_batch_size)
         test = trainer.evaluate(test_batches())
         best_epoch = trainer.best_epoch
@@ -553,7 +542,7 @@ def load_classifier(
     tx, _ = _optimizer(config, results["mode"], schedule)
     loss = functools.partial(transfer_loss, image_size=size)
     with Trainer(model, tx, loss, run_dir, progress=False) as trainer:
-        epoch = restore_checkpoint(trainer, checkpoint or config.eval_checkpoint)
+        epoch = trainer.restore(checkpoint or config.eval_checkpoint, required=True)
     mean, std = np.asarray(results["mean"], np.float32), np.asarray(results["std"], np.float32)
 
     def predict(images: np.ndarray) -> np.ndarray:

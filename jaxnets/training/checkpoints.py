@@ -1,4 +1,9 @@
-"""Orbax checkpoints of a run: the last epoch (for --resume) and the best by a validation metric.
+"""Orbax checkpoints, the one way jaxnets saves and restores state:
+
+- `Checkpoints`: a run's checkpoints, the last epoch (for --resume) and the best by a validation
+  metric, each with its JSON meta (the `Trainer` keeps them; `Trainer.restore` loads one);
+- `save_module` / `load_module`: one module's variables (its parameters, or any NNX filter of
+  them, such as a backbone without its head) as a standalone checkpoint folder.
 
 Orbax writes each checkpoint into a temporary folder and renames it when complete, so an
 interrupted save never replaces a good checkpoint with half of one.
@@ -16,6 +21,7 @@ from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+from flax import nnx
 
 from jaxnets.errors import CheckpointError
 
@@ -101,3 +107,32 @@ class Checkpoints:
     def close(self) -> None:
         self._last.close()
         self._best.close()
+
+
+# ----------------------------------------------------------------------------- one module
+def save_module(path: str | os.PathLike, module: nnx.Module, what: Any = nnx.Param) -> None:
+    """The variables of `module` that the NNX filter `what` selects (default: the parameters,
+    not the optimizer or RNG state) as an orbax checkpoint folder at `path`, replacing one
+    that is there."""
+    with _interrupts_held(), ocp.StandardCheckpointer() as checkpointer:
+        state = nnx.to_pure_dict(nnx.state(module, what))
+        checkpointer.save(pathlib.Path(path).absolute(), state, force=True)
+
+
+def load_module(path: str | os.PathLike, module: nnx.Module, what: Any = nnx.Param) -> None:
+    """Load what `save_module` saved into a module of the same architecture."""
+    path = pathlib.Path(path).absolute()
+    if not path.exists():
+        raise FileNotFoundError(f"no saved model state in {path}")
+    abstract = nnx.state(module, what)
+    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, nnx.to_pure_dict(abstract))
+    try:
+        with ocp.StandardCheckpointer() as checkpointer:
+            restored = checkpointer.restore(path, target)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(
+            f"{path}: does not fit this model (saved by a different model or settings): "
+            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        ) from exc
+    nnx.replace_by_pure_dict(abstract, restored)
+    nnx.update(module, abstract)

@@ -213,12 +213,19 @@ class Trainer:
         self._place()
         return meta
 
-    def restore_best(self) -> int | None:
-        """Load the best checkpoint's state into the model; returns its epoch (None if none)."""
+    def restore(self, which: str = "best", *, required: bool = False) -> int | None:
+        """Load the "best" or "last" checkpoint's state into the model; returns its epoch (None
+        if there is none, or FileNotFoundError with `required`)."""
+        if which not in ("best", "last"):
+            raise ValueError(f"checkpoint must be 'best' or 'last', got {which!r}")
         if self.checkpoints is None:
             self.checkpoints = Checkpoints(self.run.checkpoint_dir)
-        restored = self.checkpoints.restore_best(self.state())
+        checkpoints = self.checkpoints
+        restore = checkpoints.restore_best if which == "best" else checkpoints.restore_last
+        restored = restore(self.state())
         if restored is None:
+            if required:
+                raise FileNotFoundError(f"no {which} checkpoint in {self.run.checkpoint_dir}")
             return None
         _, state, meta = restored
         self._load(state)
