@@ -5,8 +5,10 @@ inside a training run. None of them imports JAX: building and parsing flags stay
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 from collections.abc import Callable
+from typing import Any
 
 
 def _number(kind: type, test: Callable[[float], bool], rule: str) -> Callable[[str], float]:
@@ -83,3 +85,14 @@ def add_gradients_argument(parser: argparse.ArgumentParser) -> None:
         help="manual: train on the layers' hand-derived backward passes; autodiff: on jax.grad "
         "of the same forwards; auto: the faster on this backend (manual on CPU) (default: auto)",
     )
+
+
+def config_overrides(args: argparse.Namespace, config_class: type) -> dict[str, Any]:
+    """The fields of the config dataclass `config_class` that the command line sets: every flag
+    whose `dest` is a field's name and that was given (not None). A flag that sets a field is
+    declared with that field's name as its dest (`--lr` with `dest="learning_rate"`), so no
+    command keeps a second, hand-written map from flags to fields."""
+    fields = {field.name for field in dataclasses.fields(config_class)}
+    return {
+        name: value for name, value in vars(args).items() if name in fields and value is not None
+    }

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 
-from jaxnets.experiments.bert.config import FINETUNE_PRESETS, get_finetune_config
+from jaxnets.experiments.bert.config import FINETUNE_PRESETS, FinetuneConfig, get_finetune_config
 from jaxnets.flags import (
     add_gradients_argument,
     add_run_folder_arguments,
+    config_overrides,
     fraction,
     non_negative_float,
     non_negative_int,
@@ -22,13 +23,6 @@ from jaxnets.flags import (
     unit_fraction,
 )
 from jaxnets.training.precision import add_compute_dtype_argument
-
-_FIELDS = (
-    "pretrained", "hf_checkpoint", "head", "freeze_encoder", "max_len", "truncation",
-    "batch_size", "epochs", "optimizer", "learning_rate", "schedule", "weight_decay", "dropout",
-    "val_fraction", "limit_train", "limit_eval", "data_dir", "source", "compute_dtype",
-    "gradients", "seed",
-)  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     from jaxnets.experiments.bert.train import finetune
 
-    config = get_finetune_config(args.preset, **{f: getattr(args, f) for f in _FIELDS})
+    config = get_finetune_config(args.preset, **config_overrides(args, FinetuneConfig))
     console = Console()
     results = finetune(
         config,

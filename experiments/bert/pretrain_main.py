@@ -9,22 +9,17 @@ from __future__ import annotations
 
 import argparse
 
-from jaxnets.experiments.bert.config import PRETRAIN_PRESETS, get_pretrain_config
+from jaxnets.experiments.bert.config import PRETRAIN_PRESETS, PretrainConfig, get_pretrain_config
 from jaxnets.flags import (
     add_gradients_argument,
     add_run_folder_arguments,
+    config_overrides,
     non_negative_int,
     positive_float,
     positive_int,
     unit_fraction,
 )
 from jaxnets.training.precision import add_compute_dtype_argument
-
-_FIELDS = (
-    "vocab_size", "vocab", "max_len", "embed_dim", "num_heads", "num_layers", "ff_dim", "dropout",
-    "positions", "norm_first", "batch_size", "steps", "steps_per_epoch", "learning_rate",
-    "warmup_steps", "limit_documents", "data_dir", "compute_dtype", "gradients", "seed",
-)  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -68,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
     from jaxnets.experiments.bert.train import pretrain
 
-    overrides = {f: getattr(args, f) for f in _FIELDS}
+    overrides = config_overrides(args, PretrainConfig)
     if args.corpus:
         overrides["corpus"] = tuple(c.strip() for c in args.corpus.split(",") if c.strip())
     config = get_pretrain_config(args.preset, **overrides)

@@ -18,6 +18,7 @@ from jaxnets.errors import ConfigError
 from jaxnets.flags import (
     add_gradients_argument,
     add_run_folder_arguments,
+    config_overrides,
     non_negative_float,
     non_negative_int,
     positive_float,
@@ -80,29 +81,13 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from jaxnets.experiments.gcn.config import get_config
+    from jaxnets.experiments.gcn.config import GCNConfig, get_config
     from jaxnets.experiments.gcn.train import train_and_evaluate
 
     console = Console()
-    names = (
-        "model",
-        "epochs",
-        "hidden",
-        "num_layers",
-        "dropout",
-        "input_dropout",
-        "learning_rate",
-        "weight_decay",
-        "batch_size",
-        "batchnorm",
-        "normalize_features",
-        "use_node_attr",
-        "gradients",
-    )
     try:
-        config = get_config(
-            args.dataset, seed=args.seed, seeds=args.seeds, **{n: getattr(args, n) for n in names}
-        )
+        overrides = config_overrides(args, GCNConfig)
+        config = get_config(overrides.pop("dataset"), **overrides)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     out = args.out or f"runs/gcn-{args.dataset.lower()}"

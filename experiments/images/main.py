@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from jaxnets.errors import ConfigError
 from jaxnets.experiments.images.config import DEFAULTS, ImageConfig, get_config
 from jaxnets.flags import (
     add_gradients_argument,
     add_run_folder_arguments,
+    config_overrides,
     fraction,
     non_negative_float,
     non_negative_int,
@@ -22,33 +22,6 @@ from jaxnets.training.precision import add_compute_dtype_argument
 
 SCHEDULE_NAMES = ("constant", "cosine", "onecycle", "step")
 MODEL_NAMES = ("fashion_cnn", "lenet5", "resnet9", "three_layer")
-
-# flag -> config field, for flags that override a field one to one (None: keep the default).
-_FIELDS = {
-    "model": "model",
-    "epochs": "epochs",
-    "batch_size": "batch_size",
-    "optimizer": "optimizer",
-    "lr": "learning_rate",
-    "schedule": "schedule",
-    "warmup_epochs": "warmup_epochs",
-    "momentum": "momentum",
-    "nesterov": "nesterov",
-    "weight_decay": "weight_decay",
-    "label_smoothing": "label_smoothing",
-    "augment": "augment",
-    "crop_padding": "crop_padding",
-    "val_fraction": "val_fraction",
-    "limit_train": "limit_train",
-    "limit_test": "limit_test",
-    "eval_checkpoint": "eval_checkpoint",
-    "data_dir": "data_dir",
-    "image_size": "image_size",
-    "source": "source",
-    "seed": "seed",
-    "compute_dtype": "compute_dtype",
-    "gradients": "gradients",
-}
 
 
 def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
@@ -67,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     add(
         "--lr",
         "--learning-rate",
-        dest="lr",
+        dest="learning_rate",
         type=positive_float,
         help=f"default: {d.learning_rate:g}",
     )
@@ -142,11 +115,7 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def config_from_args(args: argparse.Namespace, name: str) -> ImageConfig:
-    overrides: dict[str, Any] = {
-        field: getattr(args, flag)
-        for flag, field in _FIELDS.items()
-        if getattr(args, flag, None) is not None
-    }
+    overrides = config_overrides(args, ImageConfig)
     model = overrides.get("model", DEFAULTS[name].model)
     if model != DEFAULTS[name].model:
         overrides["model_options"] = {}  # the preset's options are for its own model

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from jaxnets.errors import ConfigError
 from jaxnets.experiments.transfer.config import (
@@ -16,37 +15,13 @@ from jaxnets.experiments.transfer.config import (
 from jaxnets.flags import (
     add_gradients_argument,
     add_run_folder_arguments,
+    config_overrides,
     fraction,
     non_negative_int,
     optimizer_name,
     positive_float,
     positive_int,
 )
-
-# flag -> config field, for flags that override a field one to one.
-_FIELDS = {
-    "backbone": "backbone",
-    "weights": "weights",
-    "image_size": "image_size",
-    "head_hidden": "head_hidden",
-    "epochs": "epochs",
-    "batch_size": "batch_size",
-    "optimizer": "optimizer",
-    "lr": "learning_rate",
-    "finetune_lr": "finetune_learning_rate",
-    "schedule": "schedule",
-    "augment": "augment",
-    "pretrain_epochs": "pretrain_epochs",
-    "pretrain_lr": "pretrain_learning_rate",
-    "val_fraction": "val_fraction",
-    "limit_train": "limit_train",
-    "limit_test": "limit_test",
-    "eval_checkpoint": "eval_checkpoint",
-    "data_dir": "data_dir",
-    "source": "source",
-    "seed": "seed",
-    "gradients": "gradients",
-}
 
 
 def _classes(text: str) -> tuple[int, ...]:
@@ -92,9 +67,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=optimizer_name,
         help=f"a jaxnets.optim name or optax:<name> (default: {d.optimizer})",
     )
-    add("--lr", type=positive_float, help=f"frozen run (default: {d.learning_rate:g})")
+    add(
+        "--lr",
+        dest="learning_rate",
+        type=positive_float,
+        help=f"frozen run (default: {d.learning_rate:g})",
+    )
     add(
         "--finetune-lr",
+        dest="finetune_learning_rate",
         type=positive_float,
         help=f"unfrozen run (default: {d.finetune_learning_rate:g})",
     )
@@ -114,7 +95,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "all 10 with --weights)",
     )
     add("--pretrain-epochs", type=positive_int, help=f"default: {d.pretrain_epochs}")
-    add("--pretrain-lr", type=positive_float, help=f"default: {d.pretrain_learning_rate:g}")
+    add(
+        "--pretrain-lr",
+        dest="pretrain_learning_rate",
+        type=positive_float,
+        help=f"default: {d.pretrain_learning_rate:g}",
+    )
     add(
         "--val-fraction",
         type=fraction,
@@ -138,11 +124,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> TransferConfig:
     from jaxnets.experiments.transfer.config import get_config
 
-    overrides: dict[str, Any] = {
-        field: getattr(args, flag)
-        for flag, field in _FIELDS.items()
-        if getattr(args, flag, None) is not None
-    }
+    overrides = config_overrides(args, TransferConfig)
     if args.modes:
         overrides["modes"] = tuple(m.strip() for m in args.modes.split(","))
     if args.source_classes:
