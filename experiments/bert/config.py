@@ -94,77 +94,77 @@ class FinetuneConfig:
         return dataclasses.asdict(self)
 
 
-PRETRAIN_PRESETS: dict[str, dict[str, Any]] = {
-    "cpu": {},
-    "gpu": {
-        "corpus": ("imdb", "wikitext2", "tinyshakespeare"),
-        "vocab_size": 16384,
-        "max_len": 256,
-        "embed_dim": 256,
-        "num_layers": 4,
-        "ff_dim": 1024,
-        "batch_size": 128,
-        "steps": 13_400,
-        "steps_per_epoch": 1340,
-        "learning_rate": 5e-4,
-        "warmup_steps": 1000,
-        "val_sequences": 2048,
-        "eval_batch_size": 256,
-    },
-    "smoke": {
-        "vocab_size": 300,
-        "max_len": 32,
-        "embed_dim": 16,
-        "num_heads": 2,
-        "num_layers": 1,
-        "ff_dim": 32,
-        "batch_size": 8,
-        "steps": 4,
-        "steps_per_epoch": 2,
-        "warmup_steps": 1,
-        "val_sequences": 8,
-        "eval_batch_size": 8,
-    },
+PRETRAIN_PRESETS: dict[str, PretrainConfig] = {
+    "cpu": PretrainConfig(),
+    "gpu": PretrainConfig(
+        corpus=("imdb", "wikitext2", "tinyshakespeare"),
+        vocab_size=16384,
+        max_len=256,
+        embed_dim=256,
+        num_layers=4,
+        ff_dim=1024,
+        batch_size=128,
+        steps=13_400,
+        steps_per_epoch=1340,
+        learning_rate=5e-4,
+        warmup_steps=1000,
+        val_sequences=2048,
+        eval_batch_size=256,
+    ),
+    "smoke": PretrainConfig(
+        vocab_size=300,
+        max_len=32,
+        embed_dim=16,
+        num_heads=2,
+        num_layers=1,
+        ff_dim=32,
+        batch_size=8,
+        steps=4,
+        steps_per_epoch=2,
+        warmup_steps=1,
+        val_sequences=8,
+        eval_batch_size=8,
+    ),
 }
 
-FINETUNE_PRESETS: dict[str, dict[str, Any]] = {
-    "cpu": {},
-    "gpu": {"max_len": 512, "epochs": 3, "learning_rate": 2e-4, "eval_batch_size": 256},
-    "course": {
-        "head": "gru",
-        "freeze_encoder": True,
-        "optimizer": "adam",
-        "learning_rate": 1e-3,
-        "schedule": "constant",
-        "warmup_fraction": 0.0,
-        "weight_decay": 0.0,
-        "clip_norm": None,
-        "epochs": 3,
-        "dropout": 0.25,
-        "truncation": "head",
-    },
-    "smoke": {
-        "max_len": 32,
-        "batch_size": 4,
-        "epochs": 1,
-        "eval_batch_size": 8,
-        "vocab_size": 300,
-        "embed_dim": 16,
-        "num_heads": 2,
-        "num_layers": 1,
-        "ff_dim": 32,
-    },
+FINETUNE_PRESETS: dict[str, FinetuneConfig] = {
+    "cpu": FinetuneConfig(),
+    "gpu": FinetuneConfig(max_len=512, epochs=3, learning_rate=2e-4, eval_batch_size=256),
+    "course": FinetuneConfig(
+        head="gru",
+        freeze_encoder=True,
+        optimizer="adam",
+        learning_rate=1e-3,
+        schedule="constant",
+        warmup_fraction=0.0,
+        weight_decay=0.0,
+        clip_norm=None,
+        epochs=3,
+        dropout=0.25,
+        truncation="head",
+    ),
+    "smoke": FinetuneConfig(
+        max_len=32,
+        batch_size=4,
+        epochs=1,
+        eval_batch_size=8,
+        vocab_size=300,
+        embed_dim=16,
+        num_heads=2,
+        num_layers=1,
+        ff_dim=32,
+    ),
 }
 
 
-def _check(name: str, presets: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _check(name: str, presets: dict[str, Any]) -> Any:
     if name not in presets:
         raise ConfigError(f"unknown preset {name!r}; choose from {sorted(presets)}")
     return presets[name]
 
 
 def get_pretrain_config(preset: str = "cpu", **overrides: Any) -> PretrainConfig:
-    config = dataclasses.replace(PretrainConfig(), **_check(preset, PRETRAIN_PRESETS))
+    config = _check(preset, PRETRAIN_PRESETS)
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     if config.steps < 1 or config.steps_per_epoch < 1:
         raise ConfigError("steps and steps_per_epoch must be positive")
@@ -174,7 +174,7 @@ def get_pretrain_config(preset: str = "cpu", **overrides: Any) -> PretrainConfig
 def get_finetune_config(preset: str = "cpu", **overrides: Any) -> FinetuneConfig:
     """The preset's settings with `overrides` (None values ignored; pretrained="none" means
     no pretrained model: a fresh tokenizer and encoder)."""
-    config = dataclasses.replace(FinetuneConfig(), **_check(preset, FINETUNE_PRESETS))
+    config = _check(preset, FINETUNE_PRESETS)
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     if config.pretrained is not None and config.pretrained.lower() == "none":
         config = dataclasses.replace(config, pretrained=None)

@@ -43,8 +43,9 @@ class GCNConfig:
 
 MODELS = ("course", "bond-gcn")
 
-PRESETS: dict[str, dict] = {
-    "planetoid": dict(
+# Presets per dataset format; `dataset` is filled in by get_config.
+PRESETS: dict[str, GCNConfig] = {
+    "planetoid": GCNConfig(
         hidden=64,
         num_layers=2,
         dropout=0.5,
@@ -55,10 +56,10 @@ PRESETS: dict[str, dict] = {
         epochs=200,
         normalize_features=True,
     ),
-    "ogbn": dict(
+    "ogbn": GCNConfig(
         hidden=256, num_layers=3, dropout=0.5, batchnorm=True, learning_rate=0.01, epochs=100
     ),
-    "ogbg": dict(
+    "ogbg": GCNConfig(
         hidden=256,
         num_layers=5,
         dropout=0.5,
@@ -67,7 +68,7 @@ PRESETS: dict[str, dict] = {
         epochs=30,
         batch_size=32,
     ),
-    "tu": dict(
+    "tu": GCNConfig(
         hidden=64,
         num_layers=3,
         dropout=0.5,
@@ -90,4 +91,4 @@ def get_config(dataset: str, **overrides) -> GCNConfig:
             f"--model bond-gcn needs an ogbg-mol* dataset (bond features), not {dataset}"
         )
     given = {k: v for k, v in overrides.items() if v is not None}
-    return GCNConfig(dataset=dataset, **{**preset, **given})
+    return dataclasses.replace(preset, dataset=dataset, **given)
