@@ -25,16 +25,19 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
         "two-layer net on Iris, several (lr, hidden) settings",
     ),
     "digits": (
-        "jaxnets.experiments.images.digits",
+        "jaxnets.experiments.images.digits_main",
         "small CNN on scikit-learn's 8x8 digits (ships with it)",
     ),
     "fashion-mnist": (
-        "jaxnets.experiments.images.fashion_mnist",
+        "jaxnets.experiments.images.fashion_mnist_main",
         "Fashion-MNIST CNN (IDX files or TFDS)",
     ),
-    "cifar10": ("jaxnets.experiments.images.cifar10", "CIFAR-10 from scratch with augmentation"),
+    "cifar10": (
+        "jaxnets.experiments.images.cifar10_main",
+        "CIFAR-10 from scratch with augmentation",
+    ),
     "images": (
-        "jaxnets.experiments.images.images",
+        "jaxnets.experiments.images.images_main",
         "CNN on your own image folder (train/<class>/*, test/<class>/*), any classes and size",
     ),
     "gcn": ("jaxnets.experiments.gcn.main", "GCN on Cora, ENZYMES or OGB datasets (jraph)"),
