@@ -140,7 +140,7 @@ class BertContender(JaxContender):
         self.batch_size, self.steps_per_epoch = config.batch_size, config.steps_per_epoch
 
     def batches(self, epoch: int) -> list[dict]:
-        from jaxnets.experiments.bert.train import pretrain_batches
+        from jaxnets.experiments.bert.input_pipeline import pretrain_batches
 
         return pretrain_batches(self.sequences, self.config, epoch)
 

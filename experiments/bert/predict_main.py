@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from jaxnets.experiments.bert.train import predict
+    from jaxnets.experiments.bert.predict import predict
 
     for text, p in zip(args.texts, predict(args.run, args.texts)):
         label = "positive" if p >= 0.5 else "negative"

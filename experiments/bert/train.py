@@ -1,12 +1,12 @@
-"""BERT pretraining with a masked-language-model loss, IMDB fine-tuning, and prediction.
+"""BERT pretraining with a masked-language-model loss, and IMDB fine-tuning.
 
 `pretrain(config, out_dir)` trains a WordPiece tokenizer and a BertModel on a text corpus;
 `finetune(config, out_dir)` puts a classifier head on the pretrained encoder (or a Hugging Face
-checkpoint, or a fresh one) and trains it on IMDB; `predict(run_dir, texts)` returns positive
-probabilities from a fine-tuned run. Both training loops are the shared `Trainer` (jitted steps,
-metrics.jsonl, orbax checkpoints of the last and best epochs, --resume). Each run folder ends
-with the best model's parameters in `model/`, `config.json` and `tokenizer.json`, which is all
-`predict` and `finetune --pretrained` read.
+checkpoint, or a fresh one) and trains it on IMDB. Both training loops are the shared `Trainer`
+(jitted steps, metrics.jsonl, orbax checkpoints of the last and best epochs, --resume). Each run
+folder ends with the best model's parameters in `model/`, `config.json` and `tokenizer.json`,
+which is all `predict.py` and `finetune --pretrained` read. The data is `input_pipeline.py`'s,
+the bag-of-words baseline `baseline.py`'s.
 """
 
 from __future__ import annotations
@@ -28,10 +28,18 @@ from flax import nnx
 from rich.console import Console
 
 from jaxnets import nn
-from jaxnets.data.pipeline import epoch_permutation, pad_batch
+from jaxnets.data.pipeline import epoch_permutation
 from jaxnets.data.text import TextSplits, load_corpus, load_imdb
-from jaxnets.errors import ConfigError, RunFolderError
+from jaxnets.errors import ConfigError
+from jaxnets.experiments.bert.baseline import bag_of_words_baseline
 from jaxnets.experiments.bert.config import FinetuneConfig, PretrainConfig
+from jaxnets.experiments.bert.input_pipeline import (
+    Batch,
+    eval_batches,
+    limit_reviews,
+    pretrain_batches,
+    pretraining_sequences,
+)
 from jaxnets.experiments.bert.plots import plot_attention
 from jaxnets.init import create_module
 from jaxnets.models.bert import (
@@ -44,7 +52,7 @@ from jaxnets.models.bert import (
 )
 from jaxnets.optim import get_optimizer
 from jaxnets.text.masking import IGNORE_INDEX, mask_tokens
-from jaxnets.text.tokenizer import WordPieceTokenizer, chunk_documents
+from jaxnets.text.tokenizer import WordPieceTokenizer
 from jaxnets.training.checkpoints import load_module, save_module
 from jaxnets.training.metrics import Mean
 from jaxnets.training.plots import plot_curves
@@ -59,77 +67,7 @@ from jaxnets.training.run_dir import (
 from jaxnets.training.schedules import make_schedule
 from jaxnets.training.trainer import Trainer
 
-Batch = dict[str, Any]
 SAMPLE_SENTENCE = "The acting was terrible and the plot was boring, but the music was wonderful."
-
-
-# ----------------------------------------------------------------------------- saving
-def _read_json(path: pathlib.Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise RunFolderError(f"{path} does not exist: is {path.parent} a finished run folder?")
-    return read_json(path)
-
-
-# ----------------------------------------------------------------------------- pretraining data
-def pretraining_sequences(
-    config: PretrainConfig, tokenizer: WordPieceTokenizer, documents: list[str]
-) -> tuple[np.ndarray, np.ndarray]:
-    """(train, val) sequences (N, max_len): documents, in a seeded random order, cut into
-    [CLS] piece [SEP] rows; the first `val_sequences` rows are held out for validation.
-
-    Only as many documents are tokenized as one pass of `steps * batch_size` sequences needs
-    (tokenizing all 25,000 IMDB reviews takes minutes on a small CPU and the default run reads
-    a fifth of them); with more steps than that the data repeats.
-    """
-    order = np.random.default_rng([config.seed, 99]).permutation(len(documents))
-    wanted = config.steps * config.batch_size + config.val_sequences
-    chunks, have = [], 0
-    for start in range(0, len(order), 2000):
-        docs = [documents[i] for i in order[start : start + 2000]]
-        rows = chunk_documents(
-            tokenizer.encode_documents(docs),
-            config.max_len,
-            cls_id=tokenizer.cls_id,
-            sep_id=tokenizer.sep_id,
-            pad_id=tokenizer.pad_id,
-        )
-        chunks.append(rows)
-        have += len(rows)
-        if have >= wanted:
-            break
-    seqs = np.concatenate(chunks)
-    n_val = min(config.val_sequences, len(seqs) // 10)
-    return seqs[n_val:], seqs[:n_val]
-
-
-def pretrain_batches(seqs: np.ndarray, config: PretrainConfig, epoch: int) -> list[Batch]:
-    """The batches of logging epoch `epoch` (1-based): global batches (epoch-1)*S .. epoch*S-1,
-    walking through the data in a fresh permutation per pass. Each batch carries its global index
-    as the seed of its masking, so batches (and masks) depend on (seed, step) only."""
-    n = len(seqs)
-    bs = min(config.batch_size, n)
-    per_pass = n // bs
-    first = (epoch - 1) * config.steps_per_epoch
-    last = min(epoch * config.steps_per_epoch, config.steps)
-    batches = []
-    for b in range(first, last):
-        data_pass, within = divmod(b, per_pass)
-        idx = epoch_permutation(n, config.seed, data_pass)[within * bs : (within + 1) * bs]
-        batches.append({"ids": seqs[idx], "seed": np.int32(b), "mask": np.ones(bs, bool)})
-    return batches
-
-
-def eval_batches(
-    arrays: dict[str, np.ndarray], batch_size: int, seed_offset: int = 0
-) -> list[Batch]:
-    """Fixed-shape batches over every row, the last padded (rows with mask False)."""
-    n = len(next(iter(arrays.values())))
-    out = []
-    for i, start in enumerate(range(0, n, batch_size)):
-        batch = pad_batch({k: v[start : start + batch_size] for k, v in arrays.items()}, batch_size)
-        batch["seed"] = np.int32(seed_offset + i)
-        out.append(batch)
-    return out
 
 
 def mlm_loss(
@@ -435,7 +373,7 @@ def _encoder(
         return tokenizer, bert_config, lambda bert: load_hf_weights(bert, state_dict)
     if config.pretrained:
         folder = pathlib.Path(config.pretrained)
-        meta = _read_json(folder / "config.json")
+        meta = read_json(folder / "config.json")
         tokenizer = WordPieceTokenizer.load(folder / "tokenizer.json")
         bert_config = BertConfig.from_dict(meta["model"])
         console.print(f"encoder: pretrained in {folder}")
@@ -453,43 +391,6 @@ def _encoder(
     )
     console.print("encoder: none pretrained, trained from scratch")
     return tokenizer, bert_config, lambda bert: None
-
-
-def _limit(splits: TextSplits, n_train: int | None, n_eval: int | None, seed: int) -> TextSplits:
-    """Balanced random subsets (quick runs): n_train train reviews, n_eval val and test each."""
-
-    def take(texts, labels, n):
-        if n is None or n >= len(texts):
-            return texts, labels
-        idx = np.sort(np.random.default_rng([seed, 5]).permutation(len(texts))[:n])
-        return [texts[i] for i in idx], labels[idx]
-
-    return TextSplits(
-        *take(splits.train_texts, splits.train_labels, n_train),
-        *take(splits.val_texts, splits.val_labels, n_eval),
-        *take(splits.test_texts, splits.test_labels, n_eval),
-        source=splits.source,
-    )
-
-
-def bag_of_words_baseline(splits: TextSplits) -> dict[str, float]:
-    """TF-IDF of word unigrams and bigrams + logistic regression: a sanity check of the data."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-
-    vectorizer = TfidfVectorizer(
-        ngram_range=(1, 2), min_df=2, max_features=200_000, sublinear_tf=True
-    )
-    x_train = vectorizer.fit_transform(splits.train_texts)
-    clf = LogisticRegression(C=4.0, max_iter=1000).fit(x_train, splits.train_labels)
-    return {
-        "bow_val_accuracy": float(
-            clf.score(vectorizer.transform(splits.val_texts), splits.val_labels)
-        ),
-        "bow_test_accuracy": float(
-            clf.score(vectorizer.transform(splits.test_texts), splits.test_labels)
-        ),
-    }
 
 
 @_classic_threefry
@@ -513,7 +414,7 @@ def finetune(
     splits = load_imdb(
         config.data_dir, source=config.source, val_fraction=config.val_fraction, seed=config.seed
     )
-    splits = _limit(splits, config.limit_train, config.limit_eval, config.seed)
+    splits = limit_reviews(splits, config.limit_train, config.limit_eval, config.seed)
     console.print(splits.describe())
     tokenizer, bert_config, load_encoder = _encoder(config, splits, console)
     run.start()
@@ -672,35 +573,3 @@ def finetune(
     )
     run.finish(results)
     return results
-
-
-# ----------------------------------------------------------------------------- prediction
-@functools.cache
-def _load_classifier(run_dir: str) -> tuple[BertClassifier, WordPieceTokenizer, dict[str, Any]]:
-    folder = pathlib.Path(run_dir)
-    meta = _read_json(folder / "config.json")
-    if "classifier" not in meta:
-        raise RunFolderError(
-            f"{folder} is not a fine-tuned run (its config.json has no classifier)"
-        )
-    bert_config = BertConfig.from_dict(meta["model"])
-    model = create_module(
-        lambda: BertClassifier(
-            BertModel(bert_config, rngs=nnx.Rngs(0)), rngs=nnx.Rngs(0), **meta["classifier"]
-        )
-    )
-    load_module(folder / "model", model)
-    return (
-        nnx.view(model, deterministic=True),
-        WordPieceTokenizer.load(folder / "tokenizer.json"),
-        meta,
-    )
-
-
-def predict(run_dir: str | os.PathLike, texts: list[str]) -> np.ndarray:
-    """Positive-sentiment probabilities sigmoid(logit) of `texts` from a fine-tuned run folder
-    (the course's predict_sentiment)."""
-    model, tokenizer, meta = _load_classifier(str(pathlib.Path(run_dir).absolute()))
-    ids, pad = tokenizer.encode_batch(list(texts), meta["max_len"], truncation=meta["truncation"])
-    run = nnx.jit(lambda m, x, p: jax.nn.sigmoid(m(x, p)))
-    return np.asarray(run(model, ids, pad))

@@ -9,7 +9,7 @@ import pytest
 
 from jaxnets import cli
 from jaxnets.data.text import read_imdb_folder
-from jaxnets.experiments.bert.train import predict
+from jaxnets.experiments.bert.predict import predict
 
 POSITIVE = "a wonderful film with great acting and a moving story that i loved"
 NEGATIVE = "a terrible film with awful acting and a boring story that i hated"
@@ -69,7 +69,7 @@ def test_pretrain_finetune_predict(tmp_path, capsys):
 
 def test_pretraining_batches_depend_on_the_step_only():
     from jaxnets.experiments.bert.config import get_pretrain_config
-    from jaxnets.experiments.bert.train import eval_batches, pretrain_batches
+    from jaxnets.experiments.bert.input_pipeline import eval_batches, pretrain_batches
 
     config = get_pretrain_config("smoke", steps=5, steps_per_epoch=2, batch_size=4)
     seqs = np.arange(10)[:, None] * np.ones((1, 3), np.int32)  # row i is all i

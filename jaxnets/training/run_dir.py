@@ -62,6 +62,10 @@ def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
 
 def read_json(path: str | os.PathLike) -> dict[str, Any]:
     """A JSON object from a file, or RunFolderError naming the file."""
+    if not pathlib.Path(path).is_file():
+        raise RunFolderError(
+            f"{path} does not exist: is {pathlib.Path(path).parent} a finished run folder?"
+        )
     try:
         data = json.loads(pathlib.Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
