@@ -14,7 +14,8 @@
    OUT/curves.png (the modes side by side), optionally OUT/submission.csv.
 
 Images are resized on the device, inside the jitted step, to the size the backbone expects, and
-normalised with ImageNet's channel statistics (torchvision's), for every backbone.
+normalised with ImageNet's channel statistics (torchvision's), for every backbone. The data is
+`input_pipeline.py`'s, the models and backbone I/O `models.py`'s.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import json
 import os
 import pathlib
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -35,13 +35,24 @@ from rich.console import Console
 
 from jaxnets import nn
 from jaxnets.bench.machine import load_average
-from jaxnets.data.image_data import ImageData, load_image_data
-from jaxnets.errors import ConfigError
+from jaxnets.data.image_data import ImageData
 from jaxnets.experiments.transfer.config import TransferConfig
-from jaxnets.init import create_module
-from jaxnets.models.alexnet import AlexNet
-from jaxnets.models.resnet import resnet
-from jaxnets.models.torch_import import load_pretrained
+from jaxnets.experiments.transfer.input_pipeline import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    describe_classes,
+    full_test_images,
+    load_transfer_data,
+    resize_images,
+    select_classes,
+)
+from jaxnets.experiments.transfer.models import (
+    backbone_meta,
+    create_model,
+    head_pattern,
+    load_backbone,
+    save_backbone,
+)
 from jaxnets.optim import get_optimizer
 from jaxnets.submission import (
     Classifier,
@@ -49,106 +60,21 @@ from jaxnets.submission import (
     write_submission,
 )
 from jaxnets.training import plots
-from jaxnets.training.checkpoints import load_module, save_module
 from jaxnets.training.freeze import (
     freeze,
     freeze_batch_stats,
-    is_trainable,
-    path_name,
     trainable_param_count,
 )
 from jaxnets.training.metrics import classification_metrics
-from jaxnets.training.run_dir import RunDir, read_results, resume_config, write_json_atomic
+from jaxnets.training.run_dir import RunDir, read_results, resume_config
 from jaxnets.training.schedules import make_schedule
 from jaxnets.training.trainer import Trainer, count_params
 
-# torchvision's ImageNet normalisation, in 0..255 pixel units.
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32) * 255
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32) * 255
-
-
-# ----------------------------------------------------------------------------- models
 # Settings a resumed run may change: they do not touch training.
 RESUME_FREE_FIELDS = ("data_dir", "source", "limit_test", "eval_checkpoint")
 
 
-def head_pattern(backbone: str) -> str:
-    """Regex over "/"-joined parameter paths: the head a transfer replaces (and trains when
-    frozen)."""
-    return "classifier/.*" if backbone == "alexnet" else "fc/.*"
-
-
-def torch_head_pattern(backbone: str) -> str:
-    """The same head in PyTorch state_dict keys: left out when importing ImageNet weights."""
-    return r"classifier\..*" if backbone == "alexnet" else r"fc\..*"
-
-
-def create_model(
-    backbone: str,
-    num_classes: int,
-    seed: int,
-    head_hidden: tuple[int, int] = (4096, 1024),
-    gradients: str = "auto",
-) -> nnx.Module:
-    """The backbone with a new head, initialised in one jitted call (`create_module`).
-    head_hidden: AlexNet's classifier widths (the course's head: 9216-4096-1024-num_classes).
-    gradients: who computes its layers' backward (`jaxnets.nn.default_gradients`)."""
-
-    def create() -> nnx.Module:
-        rngs = nnx.Rngs(params=seed, dropout=seed + 1)
-        if backbone == "alexnet":
-            return AlexNet(num_classes, hidden=tuple(head_hidden), rngs=rngs)
-        return resnet(backbone, num_classes, rngs=rngs)
-
-    return nn.set_gradients(create_module(create), nn.default_gradients(gradients))
-
-
-def _backbone_filter(backbone: str):
-    """NNX filter: the weights and batch statistics outside the head."""
-    head = head_pattern(backbone)
-
-    def keep(path: tuple, value: Any) -> bool:
-        weight = isinstance(value, nnx.Param | nnx.BatchStat)
-        return weight and not is_trainable(path_name(path), head)
-
-    return keep
-
-
-def save_backbone(model: nnx.Module, backbone: str, directory: pathlib.Path, meta: dict) -> None:
-    """The backbone's state (head left out) with orbax, and `meta` beside it as JSON."""
-    save_module(directory, model, _backbone_filter(backbone))
-    write_json_atomic(directory.with_suffix(".json"), {"backbone": backbone, **meta})
-
-
-def _backbone_meta(directory: pathlib.Path) -> dict[str, Any]:
-    """The JSON `save_backbone` wrote beside an orbax backbone folder ({} if none)."""
-    path = directory.with_suffix(".json")
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def load_backbone(model: nnx.Module, config: TransferConfig) -> str:
-    """Fill `model`'s backbone from `config.weights` (orbax folder or state_dict file); returns
-    a description for the log."""
-    path = pathlib.Path(config.weights)
-    if path.is_dir():
-        meta = _backbone_meta(path)
-        if meta.get("backbone", config.backbone) != config.backbone:
-            raise ConfigError(f"{path} holds a {meta['backbone']} backbone, not {config.backbone}")
-        load_module(path, model, _backbone_filter(config.backbone))
-        source = meta.get("source", "an earlier run")
-        return f"orbax backbone {path} (pretrained on {source})"
-    report = load_pretrained(model, path, skip=torch_head_pattern(config.backbone))
-    return f"PyTorch state_dict {path}: {report.describe()}"
-
-
-# ----------------------------------------------------------------------------- data
-def resize_images(x: jax.Array, size: int) -> jax.Array:
-    """Bilinear resize of NHWC images to size x size (inside jit, on the device)."""
-    if x.shape[1:3] == (size, size):
-        return x
-    return jax.image.resize(x, (x.shape[0], size, size, x.shape[3]), method="bilinear")
-
-
+# ----------------------------------------------------------------------------- losses
 def transfer_loss(model: nnx.Module, batch: dict, *, train: bool, image_size: int):
     """The trainer's loss hook: resize, then masked cross-entropy and accuracy."""
     logits = model(resize_images(batch["image"], image_size))
@@ -157,41 +83,6 @@ def transfer_loss(model: nnx.Module, batch: dict, *, train: bool, image_size: in
 
 def predicted_labels(model: nnx.Module, batch: dict, *, image_size: int) -> jax.Array:
     return model(resize_images(batch["image"], image_size)).argmax(-1)
-
-
-def select_classes(data: ImageData, classes: Sequence[int]) -> ImageData:
-    """Only the images of `classes`, relabelled 0..len(classes)-1 in that order."""
-    classes = list(classes)
-    if len(set(classes)) != len(classes) or not all(0 <= c < data.num_classes for c in classes):
-        raise ConfigError(f"classes must be distinct ids in [0, {data.num_classes}): {classes}")
-    remap = np.full(data.num_classes, -1, np.int32)
-    remap[classes] = np.arange(len(classes))
-    parts = {}
-    for split in ("train", "val", "test"):
-        images, labels = getattr(data, f"{split}_images"), getattr(data, f"{split}_labels")
-        keep = np.isin(labels, classes)
-        parts[f"{split}_images"], parts[f"{split}_labels"] = images[keep], remap[labels[keep]]
-    names = [data.class_names[c] for c in classes]
-    return dataclasses.replace(data, class_names=names, **parts)
-
-
-def load_transfer_data(config: TransferConfig) -> ImageData:
-    """CIFAR-10 in train / val / test splits, ImageNet-normalised."""
-    data = load_image_data(
-        "cifar10",
-        config.data_dir,
-        source=config.source,
-        limit_train=config.limit_train,
-        limit_test=config.limit_test,
-        val_fraction=config.val_fraction,
-        seed=config.seed,
-    )
-    return dataclasses.replace(data, mean=IMAGENET_MEAN, std=IMAGENET_STD)
-
-
-def _describe_classes(data: ImageData, classes: Sequence[int]) -> str:
-    ids = ", ".join(map(str, classes))
-    return f"classes {ids} ({', '.join(data.class_names)})"
 
 
 # ----------------------------------------------------------------------------- one training run
@@ -263,7 +154,7 @@ def pretrain_backbone(
         return directory, json.loads(meta_path.read_text())
 
     data = select_classes(dataset, config.source_classes)
-    source = f"CIFAR-10 {_describe_classes(data, config.source_classes)}"
+    source = f"CIFAR-10 {describe_classes(data, config.source_classes)}"
     console.print(
         f"[bold]no --weights given: pretraining our own {config.backbone} backbone[/] on the "
         f"source task {source}: {len(data.train_images)} train / {len(data.val_images)} val "
@@ -396,7 +287,7 @@ def train_and_evaluate(
     config = resume_config(config, run.stored, RESUME_FREE_FIELDS, say=console.print)
     out = run.path
     if config.image_size is None and config.weights and pathlib.Path(config.weights).is_dir():
-        meta = _backbone_meta(pathlib.Path(config.weights))
+        meta = backbone_meta(pathlib.Path(config.weights))
         config = dataclasses.replace(config, image_size=meta.get("image_size"))
     size = config.resolved_image_size
     data = load_transfer_data(config)
@@ -415,7 +306,7 @@ def train_and_evaluate(
     config = dataclasses.replace(config, image_size=size, target_classes=target)
     data = select_classes(data, target)
     console.print(
-        f"target task: CIFAR-10 {_describe_classes(data, target)}: {len(data.train_images)} "
+        f"target task: CIFAR-10 {describe_classes(data, target)}: {len(data.train_images)} "
         f"train / {len(data.val_images)} val / {len(data.test_images)} test images, resized "
         f"32 -> {size} px on {jax.devices()[0].platform}"
     )
@@ -490,19 +381,13 @@ def train_and_evaluate(
     _plot(runs, out / "curves.png", f"{config.backbone} transfer to {', '.join(data.class_names)}")
     if submission:
         classifier = load_classifier(out / best_mode)
-        splits_images = _full_test_images(config)
+        splits_images = full_test_images(config)
         labels = classifier.predict(splits_images)
         path = write_submission(labels, out / "submission.csv")
         results["submission"] = {"path": str(path), "mode": best_mode, "count": len(labels)}
         console.print(f"wrote {path} ({len(labels)} test images, the {best_mode} model)")
     run.finish(results)
     return results
-
-
-def _full_test_images(config: TransferConfig) -> np.ndarray:
-    from jaxnets.data.images import load_image_dataset
-
-    return load_image_dataset("cifar10", config.data_dir, config.source).test_images
 
 
 def _plot(runs: dict[str, dict[str, Any]], path: pathlib.Path, title: str) -> None:

@@ -15,7 +15,8 @@ import pytest
 
 from jaxnets.experiments.submit import submission_from_run
 from jaxnets.experiments.transfer.config import get_config
-from jaxnets.experiments.transfer.train import create_model, train_and_evaluate
+from jaxnets.experiments.transfer.models import create_model
+from jaxnets.experiments.transfer.train import train_and_evaluate
 from jaxnets.models.torch_import import export_state_dict
 from jaxnets.submission import read_submission
 
