@@ -119,7 +119,7 @@ def test_auto_picks_cpu_kernels_by_geometry_and_lax_elsewhere(monkeypatch):
         _, cache = conv.conv2d_forward(x3, params3, padding=1)
         assert isinstance(cache[-1], conv.LaxPlan) and not cache[-1].dw_by_matmul
     assert conv.default_impl(3, 7) == ("matmul" if cpu else "lax")  # restored after the block
-    monkeypatch.setattr(conv.jax, "default_backend", lambda: "gpu")
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     assert conv.default_impl(3, 7) == conv.default_impl(64, 3) == "lax"
 
 

@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxnets.layers.conv import (
+from jaxnets.layers.vjp import manual_vjp
+from jaxnets.layers.window import (
     Padding,
     Pair,
     Window,
@@ -28,7 +29,6 @@ from jaxnets.layers.conv import (
     sliding_window,
     window_positions,
 )
-from jaxnets.layers.vjp import manual_vjp
 
 Array = jax.Array
 
