@@ -52,6 +52,15 @@ def _interrupts_held() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
+def _cannot_restore(where: pathlib.Path, exc: Exception) -> CheckpointError:
+    """One line for a checkpoint orbax could not restore: where, and orbax's first line."""
+    reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else repr(exc)
+    return CheckpointError(
+        f"{where}: cannot restore this checkpoint (corrupt, or saved by a different model or "
+        f"settings): {type(exc).__name__}: {reason}"
+    )
+
+
 class Checkpoints:
     """`save(step, state, meta, is_best)` after each epoch; `restore_last(abstract)` to resume;
     `restore_best(abstract)` to evaluate the best model.
@@ -90,11 +99,7 @@ class Checkpoints:
                 ),
             )
         except Exception as exc:  # orbax raises many kinds; the user needs one line
-            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else repr(exc)
-            raise CheckpointError(
-                f"{manager.directory / str(step)}: cannot restore this checkpoint (corrupt, or "
-                f"saved by a different model or settings): {type(exc).__name__}: {reason}"
-            ) from exc
+            raise _cannot_restore(manager.directory / str(step), exc) from exc
         return step, restored["state"], restored["meta"]
 
     def restore_last(self, abstract: Any) -> tuple[int, Any, dict[str, Any]] | None:
@@ -130,9 +135,6 @@ def load_module(path: str | os.PathLike, module: nnx.Module, what: Any = nnx.Par
         with ocp.StandardCheckpointer() as checkpointer:
             restored = checkpointer.restore(path, target)
     except (ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(
-            f"{path}: does not fit this model (saved by a different model or settings): "
-            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        ) from exc
+        raise _cannot_restore(path, exc) from exc
     nnx.replace_by_pure_dict(abstract, restored)
     nnx.update(module, abstract)
