@@ -86,17 +86,18 @@ def test_block_is_its_sublayers_chained(norm_first):
     np.testing.assert_allclose(weights, block.attn(first, MASK)[1], atol=1e-6)
 
 
-def test_classifier_heads_and_gru_ignores_padding():
-    for head in ("cls", "gru"):
+def test_classifier_heads_ignore_padding():
+    for head in ("cls", "mean", "max", "gru"):
         bert = _bert(_small())
         clf = nnx.view(BertClassifier(bert, head=head, rngs=nnx.Rngs(3)), deterministic=True)
         run = nnx.jit(lambda m, x, mask: m(x, mask))
         logits = run(clf, IDS, MASK)
         assert logits.shape == (3,)
-        if head == "gru":  # the GRU reads each row only up to its length
-            other = IDS.copy()
-            other[MASK == 1] = 9
-            np.testing.assert_allclose(logits, run(clf, other, MASK), atol=1e-5)
+        # the pooled heads and the GRU read only the real tokens
+        other = IDS.copy()
+        other[MASK == 1] = 9
+        np.testing.assert_allclose(logits, run(clf, other, MASK), atol=1e-5)
+        if head == "gru":
             assert clf.rnn.forward_rnn.cell.hidden_features == 16
 
 

@@ -22,6 +22,7 @@ from jaxnets.flags import (
     positive_int,
     unit_fraction,
 )
+from jaxnets.models.bert import HEADS
 from jaxnets.training.precision import add_compute_dtype_argument
 
 
@@ -36,12 +37,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add(
         "--head",
-        choices=["cls", "mean", "gru"],
-        help="[CLS] or mean pooling, or the course's bidirectional GRU",
+        choices=HEADS,
+        help="[CLS], mean or max pooling, or the course's bidirectional GRU",
     )
     add("--freeze-encoder", action=argparse.BooleanOptionalAction, help="train the head only")
-    add("--max-len", type=positive_int, help="tokens per review (default: 128)")
+    add("--max-len", type=positive_int, help="tokens per review (default: 512)")
     add("--truncation", choices=["head", "head+tail"], help="which tokens long reviews keep")
+    add(
+        "--length-buckets",
+        action=argparse.BooleanOptionalAction,
+        help="batch reviews of about one length, cut to the longest (default: on)",
+    )
     add("--batch-size", type=positive_int)
     add("--epochs", type=positive_int)
     add("--optimizer", type=optimizer_name, help="adam, adamw, ... or optax:<name>")

@@ -1,5 +1,6 @@
 """BERT's data: pretraining sequences and their batches (masked in the step, from each batch's
-seed), fixed-shape evaluation batches, and balanced subsets of the IMDB reviews for quick runs."""
+seed), fixed-shape evaluation batches, length-bucketed review batches for fine-tuning, and
+balanced subsets of the IMDB reviews for quick runs."""
 
 from __future__ import annotations
 
@@ -74,6 +75,59 @@ def eval_batches(
         batch["seed"] = np.int32(seed_offset + i)
         out.append(batch)
     return out
+
+
+# Fine-tuning batches are cut to their longest review, rounded up to a multiple of this
+# many tokens: a few compiled shapes, and at 512 tokens about half the padded work (the
+# median review is ~230 tokens).
+BUCKET_MULTIPLE = 64
+# Training reviews are sorted by length within pools of this many batches, so a batch holds
+# reviews of about one length while the epoch's order stays random.
+POOL_BATCHES = 50
+
+
+def _cut(batch: Batch) -> Batch:
+    """The batch cut to its longest real review (rows with mask False, padding, do not count)."""
+    lengths = (batch["pad"] == 0).sum(axis=1) * batch["mask"]
+    width = min(batch["pad"].shape[1], -(-int(lengths.max()) // BUCKET_MULTIPLE) * BUCKET_MULTIPLE)
+    return {k: v[:, :width] if k in ("ids", "pad") else v for k, v in batch.items()}
+
+
+def review_batches(
+    arrays: dict[str, np.ndarray], batch_size: int, seed: int, epoch: int, bucketed: bool
+) -> list[Batch]:
+    """One epoch of full training batches ("ids", "pad", "label", "mask") in a (seed, epoch)
+    order; `bucketed`: reviews sorted by length within pools of POOL_BATCHES batches, each
+    batch cut to its longest review, and the batches shuffled."""
+    steps = len(arrays["ids"]) // batch_size
+    order = epoch_permutation(len(arrays["ids"]), seed, epoch)[: steps * batch_size]
+    batch_order = np.arange(steps)
+    if bucketed:
+        lengths = (arrays["pad"][order] == 0).sum(axis=1)
+        pool = POOL_BATCHES * batch_size
+        for start in range(0, len(order), pool):
+            within = np.argsort(lengths[start : start + pool], kind="stable")
+            order[start : start + pool] = order[start : start + pool][within]
+        batch_order = np.random.default_rng([seed, epoch, 7]).permutation(steps)
+    batches = []
+    for b in batch_order:
+        idx = order[b * batch_size : (b + 1) * batch_size]
+        batch = {k: v[idx] for k, v in arrays.items()} | {"mask": np.ones(batch_size, bool)}
+        batches.append(_cut(batch) if bucketed else batch)
+    return batches
+
+
+def review_eval_batches(
+    arrays: dict[str, np.ndarray], batch_size: int, bucketed: bool
+) -> list[Batch]:
+    """Evaluation batches over every review; `bucketed`: in order of length, each cut to its
+    longest review (the metrics are means, so the order does not change them)."""
+    if bucketed:
+        order = np.argsort((arrays["pad"] == 0).sum(axis=1), kind="stable")
+        arrays = {k: v[order] for k, v in arrays.items()}
+    batches = eval_batches(arrays, batch_size)
+    batches = [{k: v for k, v in b.items() if k != "seed"} for b in batches]
+    return [_cut(b) for b in batches] if bucketed else batches
 
 
 def limit_reviews(

@@ -1,6 +1,6 @@
 """`jaxnets pretrain bert`: masked-language-model pretraining of a small BERT.
 
-jaxnets pretrain bert                                  # the CPU default, < 15 minutes
+jaxnets pretrain bert                                  # the CPU default, ~2.5 minutes
 jaxnets pretrain bert --preset gpu --out runs/bert-pretrain-gpu
 jaxnets pretrain bert --corpus imdb,wikitext2 --steps 2000 --data-dir ../shared/data
 """
@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--positions", choices=["sinusoidal", "learned"])
     add("--norm-first", action=argparse.BooleanOptionalAction, help="pre-LN blocks")
     add("--batch-size", type=positive_int)
-    add("--steps", type=positive_int, help="optimizer steps (default: 600)")
+    add("--steps", type=positive_int, help="optimizer steps (default: 400)")
     add("--steps-per-epoch", type=positive_int, help="steps between validations/checkpoints")
     add("--lr", "--learning-rate", dest="learning_rate", type=positive_float)
     add("--warmup-steps", type=non_negative_int)

@@ -28,7 +28,6 @@ from flax import nnx
 from rich.console import Console
 
 from jaxnets import nn
-from jaxnets.data.pipeline import epoch_permutation
 from jaxnets.data.text import TextSplits, load_corpus, load_imdb
 from jaxnets.errors import ConfigError
 from jaxnets.experiments.bert.baseline import bag_of_words_baseline
@@ -39,6 +38,8 @@ from jaxnets.experiments.bert.input_pipeline import (
     limit_reviews,
     pretrain_batches,
     pretraining_sequences,
+    review_batches,
+    review_eval_batches,
 )
 from jaxnets.experiments.bert.plots import plot_attention
 from jaxnets.init import create_module
@@ -479,23 +480,10 @@ def finetune(
         tx = frozen_encoder_tx(tx)
 
     def train_batches(epoch: int) -> list[Batch]:
-        order = epoch_permutation(len(train["ids"]), config.seed, epoch)
-        return [
-            {
-                **{k: v[order[i * bs : (i + 1) * bs]] for k, v in train.items()},
-                "mask": np.ones(bs, bool),
-            }
-            for i in range(steps)
-        ]
+        return review_batches(train, bs, config.seed, epoch, config.length_buckets)
 
-    val = [
-        {k: v for k, v in b.items() if k != "seed"}
-        for b in eval_batches(arrays["val"], config.eval_batch_size)
-    ]
-    test = [
-        {k: v for k, v in b.items() if k != "seed"}
-        for b in eval_batches(arrays["test"], config.eval_batch_size)
-    ]
+    val = review_eval_batches(arrays["val"], config.eval_batch_size, config.length_buckets)
+    test = review_eval_batches(arrays["test"], config.eval_batch_size, config.length_buckets)
     console.print(
         f"classifier head {config.head}{' on a frozen encoder' if config.freeze_encoder else ''}: "
         f"{trainable:,} trainable parameters; {config.epochs} epochs of {steps} steps of {bs}, "

@@ -84,6 +84,42 @@ def test_pretraining_batches_depend_on_the_step_only():
     assert len(padded) == 3 and padded[-1]["mask"].tolist() == [True, True, False, False]
 
 
+def test_review_batches_are_cut_to_their_longest_review_and_cover_every_row():
+    from jaxnets.experiments.bert.input_pipeline import (
+        BUCKET_MULTIPLE,
+        review_batches,
+        review_eval_batches,
+    )
+
+    rng = np.random.default_rng(0)
+    n, width = 700, 4 * BUCKET_MULTIPLE
+    lengths = rng.integers(3, width + 1, n)
+    pad = (np.arange(width)[None] >= lengths[:, None]).astype(np.int32)
+    ids = np.where(pad == 0, 1 + np.arange(n)[:, None], 0).astype(np.int32)  # row id in ids
+    arrays = {"ids": ids, "pad": pad, "label": (np.arange(n) % 2).astype(np.int32)}
+
+    def rows(batch):
+        return batch["ids"][batch["mask"].astype(bool), 0] - 1
+
+    for bucketed in (False, True):
+        epoch = review_batches(arrays, 32, seed=0, epoch=1, bucketed=bucketed)
+        seen = np.concatenate([rows(b) for b in epoch])
+        assert len(epoch) == n // 32 and len(set(seen.tolist())) == len(seen) == 32 * (n // 32)
+        for b in epoch:
+            longest = lengths[rows(b)].max()
+            assert b["ids"].shape[1] == (
+                -(-longest // BUCKET_MULTIPLE) * BUCKET_MULTIPLE if bucketed else width
+            )
+            # a cut never drops a real token
+            assert (b["pad"] == 0).sum() == lengths[rows(b)].sum()
+        again = review_batches(arrays, 32, seed=0, epoch=1, bucketed=bucketed)
+        assert all((a["ids"] == b["ids"]).all() for a, b in zip(again, epoch))
+        evaluation = review_eval_batches(arrays, 64, bucketed)
+        assert sorted(np.concatenate([rows(b) for b in evaluation]).tolist()) == list(range(n))
+    bucketed_widths = {b["ids"].shape[1] for b in review_batches(arrays, 32, 0, 1, True)}
+    assert len(bucketed_widths) > 1  # pools sorted by length give batches of several widths
+
+
 def test_presets():
     from jaxnets.experiments.bert.config import get_finetune_config, get_pretrain_config
 

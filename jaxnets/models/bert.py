@@ -222,7 +222,7 @@ class BertModel(nnx.Module):
         return self.mlm_logits(hidden), hidden
 
 
-HEADS = ("cls", "mean", "gru")
+HEADS = ("cls", "mean", "max", "gru")
 
 
 class BertClassifier(nnx.Module):
@@ -231,6 +231,7 @@ class BertClassifier(nnx.Module):
     head="cls": the [CLS] (first) hidden state -> Linear(E, E) - tanh (BERT's pooler) -> dropout
         -> Linear(E, num_outputs).
     head="mean": the same on the mean hidden state of the real (unpadded) tokens.
+    head="max": the same on the per-feature maximum over the real tokens.
     head="gru": the course's head: a bidirectional GRU (hidden `gru_hidden`) over the hidden
         states of the real tokens, its two final states concatenated -> dropout -> Linear.
     freeze_encoder: no gradient flows into the encoder (stop_gradient, so its backward is never
@@ -255,7 +256,7 @@ class BertClassifier(nnx.Module):
         self.head = head
         self.freeze_encoder = freeze_encoder
         self.num_outputs = num_outputs
-        if head in ("cls", "mean"):
+        if head in ("cls", "mean", "max"):
             self.pooler = nn.Linear(e, e, rngs=rngs)
             self.rnn = nnx.data(None)
             features = e
@@ -282,6 +283,9 @@ class BertClassifier(nnx.Module):
             real = jnp.ones(hidden.shape[:2]) if mask is None else (mask == 0).astype(hidden.dtype)
             mean = (hidden * real[..., None]).sum(1) / jnp.maximum(real.sum(1), 1)[:, None]
             return self.tanh(self.pooler(mean))
+        if self.head == "max":
+            real = jnp.ones(hidden.shape[:2], bool) if mask is None else mask == 0
+            return self.tanh(self.pooler(jnp.where(real[..., None], hidden, -jnp.inf).max(1)))
         lengths = None if mask is None else (mask == 0).sum(axis=1)
         (h_forward, h_backward), _ = self.rnn(hidden, seq_lengths=lengths)
         return jnp.concatenate([h_forward, h_backward], axis=-1)
