@@ -23,7 +23,6 @@ import dataclasses
 from typing import Any
 
 from jaxnets.errors import ConfigError
-from jaxnets.models.bert import HEADS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,6 +181,10 @@ def get_pretrain_config(preset: str = "cpu", **overrides: Any) -> PretrainConfig
 def get_finetune_config(preset: str = "cpu", **overrides: Any) -> FinetuneConfig:
     """The preset's settings with `overrides` (None values ignored; pretrained="none" means
     no pretrained model: a fresh tokenizer and encoder)."""
+    # Imported here: jaxnets.models pulls in jax and flax, and the command's parser, which
+    # imports this module, stays light without them.
+    from jaxnets.models.bert import HEADS
+
     config = _check(preset, FINETUNE_PRESETS)
     config = dataclasses.replace(config, **{k: v for k, v in overrides.items() if v is not None})
     if config.pretrained is not None and config.pretrained.lower() == "none":

@@ -22,7 +22,6 @@ from jaxnets.flags import (
     positive_int,
     unit_fraction,
 )
-from jaxnets.models.bert import HEADS
 from jaxnets.training.precision import add_compute_dtype_argument
 
 
@@ -37,8 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add(
         "--head",
-        choices=HEADS,
-        help="[CLS], mean or max pooling, or the course's bidirectional GRU",
+        help="cls, mean or max (pooling), or gru (the course's bidirectional GRU)",
     )
     add("--freeze-encoder", action=argparse.BooleanOptionalAction, help="train the head only")
     add("--max-len", type=positive_int, help="tokens per review (default: 512)")
