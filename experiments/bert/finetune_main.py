@@ -53,7 +53,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--schedule", choices=["constant", "cosine", "onecycle", "step"])
     add("--weight-decay", type=non_negative_float)
     add("--dropout", type=unit_fraction)
-    add("--val-fraction", type=fraction, help="of the train reviews (default: 0.3)")
+    add(
+        "--val-fraction",
+        type=fraction,
+        help="of the train reviews (default: 0.1; gpu, course: 0.3)",
+    )
     add("--limit-train", type=positive_int, metavar="N", help="use N train reviews (quick runs)")
     add("--limit-eval", type=positive_int, metavar="N", help="use N validation and N test reviews")
     add("--data-dir", help="folder with the IMDB archive (default: ../shared/data)")
