@@ -17,6 +17,7 @@ import pytest
 
 from jaxnets.gradcheck.cases import attention as cases
 from jaxnets.layers import attention as att
+from jaxnets.layers.dropout import keep_mask
 from jaxnets.layers.vjp import manual_vjp
 
 
@@ -95,7 +96,7 @@ def test_attention_dropout_drops_weights_and_is_reproducible():
     out1, w = att.scaled_dot_product(q, k, v, None, key, keep_prob=0.5, train=True)
     out2, _ = att.scaled_dot_product(q, k, v, None, key, keep_prob=0.5, train=True)
     np.testing.assert_array_equal(out1, out2)  # same key, same mask
-    keep = jax.random.bernoulli(key, 0.5, w.shape)  # the mask dropout draws for this key
+    keep = keep_mask(key, 0.5, w.shape)  # the mask dropout draws for this key
     np.testing.assert_allclose(out1, (w * keep / 0.5) @ v, rtol=1e-5, atol=1e-6)
     out_eval, _ = att.scaled_dot_product(q, k, v, None, None, keep_prob=0.5)
     np.testing.assert_allclose(out_eval, w @ v, rtol=1e-5, atol=1e-6)  # eval: no dropout

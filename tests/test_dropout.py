@@ -11,6 +11,7 @@ import pytest
 
 from jaxnets.gradcheck.cases.norm import CASES
 from jaxnets.gradcheck.core import check_layer, rel_error
+from jaxnets.layers import dropout as dropout_module
 from jaxnets.layers.dropout import dropout, dropout_backward, dropout_forward
 
 CASE = next(c for c in CASES if c.name == "dropout")
@@ -60,7 +61,7 @@ def test_jax_grad_through_manual_vjp_matches_autodiff_of_the_forward(x64, jit):
 
 
 # ----------------------------------------------------------------------------- behaviour
-@pytest.mark.parametrize("keep_prob", [0.3, 0.5, 0.9])
+@pytest.mark.parametrize("keep_prob", [0.3, 0.5, 0.75, 0.9, 0.0625, 0.5 + 2**-16])
 def test_fraction_kept_and_mean_preserved(keep_prob):
     n = 1_000_000
     x = jnp.ones((n,))
@@ -73,6 +74,22 @@ def test_fraction_kept_and_mean_preserved(keep_prob):
     np.testing.assert_allclose(out[kept], 1 / keep_prob, rtol=1e-6)
     # ... so the mean survives: its std is sqrt((1 - p) / (p n)) <= 1.6e-3, bound is 6 of them.
     assert abs(out.mean() - 1) < 1e-2
+
+
+@pytest.mark.parametrize("keep_prob, bits", [(0.5, 1), (0.75, 2), (0.8125, 4), (0.3, None)])
+def test_few_bit_masks_are_independent_units(keep_prob, bits):
+    """A keep_prob that is a multiple of 1/2^b draws b bits a unit, several units from one
+    32-bit word: neighbours, and units at the same place of neighbouring words, stay
+    uncorrelated, and shapes that do not fill the last word come out whole."""
+    assert dropout_module._bits_per_unit(keep_prob) == bits
+    shape = (1001, 997)  # 998,000 units: not a multiple of 32
+    mask = np.asarray(dropout_module.keep_mask(jax.random.key(3), keep_prob, shape), np.float64)
+    assert mask.shape == shape
+    flat = mask.reshape(-1)
+    assert abs(flat.mean() - keep_prob) < 3e-3  # 6 standard deviations, as above
+    # A correlation of n independent pairs has std 1 / sqrt(n) ~ 1e-3: 6e-3 is 6 of them.
+    for lag in (1, 32 // (bits or 32), 32):
+        assert abs(np.corrcoef(flat[:-lag], flat[lag:])[0, 1]) < 6e-3, lag
 
 
 def test_mean_preserved_on_random_input():

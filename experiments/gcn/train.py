@@ -195,13 +195,14 @@ class Task:
             **features,
         )
 
-    def train_epoch(self, steps: Steps, rng: np.random.Generator) -> float:
+    def train_epoch(self, steps: Steps, rng: np.random.Generator) -> list[float]:
+        """One epoch's training losses, one per step (a single full-batch step for nodes)."""
         if isinstance(self.dataset, NodeDataset):
-            return float(steps.train(self.inputs, self.labels, self.train_mask))
+            return [float(steps.train(self.inputs, self.labels, self.train_mask))]
         losses = []
         for graphs, real in self.batches(self.splits["train"], self.config.batch_size, rng):
             losses.append(steps.train(graphs, graphs.globals, self._place(real)))
-        return float(np.mean(jax.device_get(losses)))
+        return [float(v) for v in jax.device_get(losses)]
 
     def outputs(self, steps: Steps, splits=SPLITS) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """split -> (model outputs, labels), in eval mode."""
@@ -277,7 +278,8 @@ def train_one_seed(task: Task, seed: int, run: RunDir, progress: Progress) -> di
     best, best_state = None, None
     for epoch in range(1, config.epochs + 1):
         epoch_start = time.perf_counter()
-        train_loss = task.train_epoch(steps, rng)
+        step_losses = task.train_epoch(steps, rng)
+        train_loss = float(np.mean(step_losses))
         if loss_diverged(train_loss):
             raise TrainingDiverged(
                 f"seed {seed} diverged in epoch {epoch}: the training loss is {train_loss:.3g}. "
@@ -289,6 +291,8 @@ def train_one_seed(task: Task, seed: int, run: RunDir, progress: Progress) -> di
             **task.scores(task.outputs(steps, splits)),
             "epoch_seconds": time.perf_counter() - epoch_start,  # training and scoring
         }
+        if len(step_losses) > 1:
+            record["step_losses"] = step_losses  # every step's, for `jaxnets compare`
         run.log(record)
         if metrics.better(metric, record[f"val_{metric}"], best and best[f"val_{metric}"]):
             best, best_state = record, _snapshot(model, optimizer)
