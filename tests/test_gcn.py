@@ -333,7 +333,7 @@ def _tile_tu(folder, times):
     (folder / "TOY_node_labels.txt").write_text("\n".join(nlabels * times) + "\n")
 
 
-def test_compare_gcn_on_graph_batches_overlays_every_step(tmp_path, capsys):
+def test_compare_gcn_on_graph_batches_overlays_every_step(tmp_path):
     """`jaxnets compare gcn` on a graph dataset: both runs record every step's loss, and the
     hand-derived and autodiff gradients give the same curve up to float32 rounding."""
     _write_tu(tmp_path / "data")

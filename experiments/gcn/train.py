@@ -291,8 +291,8 @@ def train_one_seed(task: Task, seed: int, run: RunDir, progress: Progress) -> di
             **task.scores(task.outputs(steps, splits)),
             "epoch_seconds": time.perf_counter() - epoch_start,  # training and scoring
         }
-        if len(step_losses) > 1:
-            record["step_losses"] = step_losses  # every step's, for `jaxnets compare`
+        if splits != SPLITS:  # graph batches: train_loss is not scored, so keep every step's
+            record["step_losses"] = step_losses  # for `jaxnets compare`
         run.log(record)
         if metrics.better(metric, record[f"val_{metric}"], best and best[f"val_{metric}"]):
             best, best_state = record, _snapshot(model, optimizer)
