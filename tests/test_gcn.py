@@ -352,3 +352,22 @@ def test_compare_gcn_on_graph_batches_overlays_every_step(tmp_path):
     # measured 5e-4 of the loss after 8 steps.
     assert difference["relative"] < 2e-3, difference
     assert (out / "compare.png").stat().st_size > 0
+
+
+def test_weight_averaging_scores_the_average_and_leaves_training_alone(tmp_path):
+    """`--average-decay`: the training steps (and so every step's loss) are those of the plain
+    run; validation and test score the moving average instead, so their losses differ."""
+    _write_tu(tmp_path / "data")
+    _tile_tu(tmp_path / "data", 10)
+    flags = ["train", "gcn", "--dataset", "toy", "--data-dir", str(tmp_path / "data")]
+    flags += ["--epochs", "2", "--hidden", "8", "--batch-size", "4"]
+    records = {}
+    for name, extra in (("plain", []), ("averaged", ["--average-decay", "0.9"])):
+        assert cli_main([*flags, *extra, "--out", str(tmp_path / name)]) == 0
+        lines = (tmp_path / name / "seed_0" / "metrics.jsonl").read_text().splitlines()
+        records[name] = [json.loads(line) for line in lines]
+    for plain, averaged in zip(records["plain"], records["averaged"]):
+        assert plain["step_losses"] == averaged["step_losses"]
+        assert plain["val_loss"] != averaged["val_loss"]
+    results = json.loads((tmp_path / "averaged" / "results.json").read_text())
+    assert results["config"]["average_decay"] == 0.9

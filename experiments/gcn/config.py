@@ -9,6 +9,8 @@
   instead of 16, which scored higher on the validation set; no batch norm.
 - `model="bond-gcn"` (ogbg-mol* only): OGB's GCN baseline instead of the course's graph model,
   with bond features in every message; OGB trains it with hidden 300 (`--hidden 300`).
+- `average_decay=0.999` (`--average-decay`): validation and test score a moving average of the
+  weights over about the last 1,000 steps, which moves less from epoch to epoch.
 - TU (ENZYMES): the graph model with a smaller hidden size on a stratified 80/10/10 split.
 """
 
@@ -39,6 +41,9 @@ class GCNConfig:
     seed: int = 0  # first seed; run k uses seed + k
     seeds: int = 1
     gradients: str = "auto"  # "manual" (hand-derived backward), "autodiff", "auto": the faster
+    # > 0: score (and keep) an exponential moving average of the weights with this decay per
+    # step instead of the last weights (jaxnets/training/averaging.py); 0: the weights themselves.
+    average_decay: float = 0.0
 
 
 MODELS = ("course", "bond-gcn")

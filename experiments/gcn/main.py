@@ -3,7 +3,7 @@
     jaxnets train gcn --dataset cora --data-dir ../shared/data --out runs/gcn-cora --seeds 5
     jaxnets train gcn --dataset ogbg-molbace --data-dir ../shared/data/ogb --seeds 3
     jaxnets train gcn --dataset ogbg-molhiv --data-dir ../shared/data/ogb --seeds 3 \
-        --model bond-gcn --hidden 300
+        --model bond-gcn --hidden 300 --average-decay 0.999
 
 The dataset name picks the format: cora/citeseer/pubmed (Planetoid), ogbn-* and ogbg-* (OGB's
 on-disk layout), anything else a TU dataset (e.g. enzymes). Unset flags take the preset of that
@@ -68,6 +68,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         default=None,
         help="TU datasets: node attributes as features too",
+    )
+    parser.add_argument(
+        "--average-decay",
+        type=unit_fraction,
+        help="score an exponential moving average of the weights with this decay per step "
+        "(e.g. 0.999: about the last 1,000 steps) instead of the last weights; 0: off (default)",
     )
     add_gradients_argument(parser)
     parser.add_argument(

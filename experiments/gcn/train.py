@@ -43,6 +43,7 @@ from jaxnets.experiments.gcn import metrics
 from jaxnets.experiments.gcn.config import GCNConfig
 from jaxnets.layers.graph import SparseMatrix, to_sparse
 from jaxnets.models.gcn import BondGCNGraphClassifier, GCNGraphClassifier, GCNNodeClassifier
+from jaxnets.training.averaging import update_average
 from jaxnets.training.checkpoints import Checkpoints
 from jaxnets.training.metrics import loss_diverged
 from jaxnets.training.plots import plot_curves
@@ -65,6 +66,15 @@ def _train_step(model, optimizer, inputs, labels, mask, *, task: str) -> jax.Arr
     return loss
 
 
+def _averaging_train_step(
+    model, optimizer, averaged, inputs, labels, mask, *, task: str, decay: float
+) -> jax.Array:
+    """`_train_step`, then the weight average moves toward the new weights."""
+    loss = _train_step(model, optimizer, inputs, labels, mask, task=task)
+    update_average(averaged, model, optimizer.step[...] - 1, decay)
+    return loss
+
+
 def _forward(model, inputs):
     if isinstance(inputs, jraph.GraphsTuple):
         return model(inputs)
@@ -74,12 +84,26 @@ def _forward(model, inputs):
 class Steps:
     """The jitted steps of one model and its optimizer, bound to them once (`jit_bound`):
     `train(inputs, labels, mask) -> loss` on the train view (dropout, batch statistics) and
-    `predict(inputs) -> outputs` on the eval view."""
+    `predict(inputs) -> outputs` on the eval view of `scored`: the model itself, or its weight
+    average (`averaged`, updated by every train step with `decay`)."""
 
-    def __init__(self, model: nnx.Module, optimizer: nnx.Optimizer, task: str):
-        train_view, eval_view = train_and_eval_views(model)
-        self.train = jit_bound(functools.partial(_train_step, task=task), train_view, optimizer)
-        self.predict = jit_bound(_forward, eval_view)
+    def __init__(
+        self,
+        model: nnx.Module,
+        optimizer: nnx.Optimizer,
+        task: str,
+        averaged: nnx.Module | None = None,
+        decay: float = 0.0,
+    ):
+        train_view, _ = train_and_eval_views(model)
+        if averaged is None:
+            step = functools.partial(_train_step, task=task)
+            self.train = jit_bound(step, train_view, optimizer)
+        else:
+            step = functools.partial(_averaging_train_step, task=task, decay=decay)
+            self.train = jit_bound(step, train_view, optimizer, averaged)
+        self.scored = model if averaged is None else averaged
+        self.predict = jit_bound(_forward, train_and_eval_views(self.scored)[1])
 
 
 def _optimizer(model: nnx.Module, config: GCNConfig) -> nnx.Optimizer:
@@ -97,10 +121,14 @@ def create_model_and_optimizer(task: Task, seed: jax.Array) -> tuple[nnx.Module,
     return model, _optimizer(model, task.config)
 
 
-def _snapshot(model: nnx.Module, optimizer: nnx.Optimizer) -> dict:
+def _snapshot(model: nnx.Module, optimizer: nnx.Optimizer, steps: Steps) -> dict:
+    """The model, optimizer and (with weight averaging) the scored average, as of now."""
     # nnx.state holds the live Variables; a tree.map copies the containers and keeps the current
     # (immutable) arrays, which later steps replace rather than overwrite.
-    return jax.tree.map(lambda a: a, {"model": nnx.state(model), "opt": nnx.state(optimizer)})
+    state = {"model": nnx.state(model), "opt": nnx.state(optimizer)}
+    if steps.scored is not model:
+        state["averaged"] = nnx.state(steps.scored)
+    return jax.tree.map(lambda a: a, state)
 
 
 # ----------------------------------------------------------------------------- one run
@@ -266,8 +294,9 @@ def train_one_seed(task: Task, seed: int, run: RunDir, progress: Progress) -> di
     config, metric = task.config, task.metric
     start = time.perf_counter()
     model, optimizer = create_model_and_optimizer(task, jnp.asarray(seed))
-    task.replicate(model, optimizer)
-    steps = Steps(model, optimizer, task.task)
+    averaged = nnx.clone(model) if config.average_decay else None
+    task.replicate(model, optimizer, *([averaged] if averaged is not None else []))
+    steps = Steps(model, optimizer, task.task, averaged, config.average_decay)
     rng = np.random.default_rng(seed)
     run.reset_metrics()
     shutil.rmtree(run.checkpoint_dir, ignore_errors=True)  # a fresh run, not a resume
@@ -295,14 +324,14 @@ def train_one_seed(task: Task, seed: int, run: RunDir, progress: Progress) -> di
             record["step_losses"] = step_losses  # for `jaxnets compare`
         run.log(record)
         if metrics.better(metric, record[f"val_{metric}"], best and best[f"val_{metric}"]):
-            best, best_state = record, _snapshot(model, optimizer)
+            best, best_state = record, _snapshot(model, optimizer, steps)
         progress.update(
             bar,
             advance=1,
             description=f"seed {seed} val {metric} {record[f'val_{metric}']:.4f} "
             f"(best {best[f'val_{metric}']:.4f} @ {best['epoch']})",
         )
-    last_state = _snapshot(model, optimizer)
+    last_state = _snapshot(model, optimizer, steps)
     # Checkpoints once per run, not per epoch: an orbax save takes longer than a Cora epoch.
     checkpoints = Checkpoints(run.checkpoint_dir)
     meta = {"best_epoch": best["epoch"], f"val_{metric}": best[f"val_{metric}"]}
@@ -311,7 +340,7 @@ def train_one_seed(task: Task, seed: int, run: RunDir, progress: Progress) -> di
         checkpoints.save(config.epochs, last_state, meta, is_best=False)
     checkpoints.close()
 
-    nnx.update(model, best_state["model"])
+    nnx.update(steps.scored, best_state["averaged" if averaged is not None else "model"])
     outputs = task.outputs(steps)
     final = task.scores(outputs)
     _write_predictions(task, outputs, run.file("predictions.csv"))
