@@ -121,13 +121,13 @@ def create_model_and_optimizer(task: Task, seed: jax.Array) -> tuple[nnx.Module,
     return model, _optimizer(model, task.config)
 
 
-def _snapshot(model: nnx.Module, optimizer: nnx.Optimizer, steps: Steps) -> dict:
+def _snapshot(model: nnx.Module, optimizer: nnx.Optimizer, averaged: nnx.Module | None) -> dict:
     """The model, optimizer and (with weight averaging) the scored average, as of now."""
     # nnx.state holds the live Variables; a tree.map copies the containers and keeps the current
     # (immutable) arrays, which later steps replace rather than overwrite.
     state = {"model": nnx.state(model), "opt": nnx.state(optimizer)}
-    if steps.scored is not model:
-        state["averaged"] = nnx.state(steps.scored)
+    if averaged is not None:
+        state["averaged"] = nnx.state(averaged)
     return jax.tree.map(lambda a: a, state)
 
 
@@ -324,14 +324,14 @@ def train_one_seed(task: Task, seed: int, run: RunDir, progress: Progress) -> di
             record["step_losses"] = step_losses  # for `jaxnets compare`
         run.log(record)
         if metrics.better(metric, record[f"val_{metric}"], best and best[f"val_{metric}"]):
-            best, best_state = record, _snapshot(model, optimizer, steps)
+            best, best_state = record, _snapshot(model, optimizer, averaged)
         progress.update(
             bar,
             advance=1,
             description=f"seed {seed} val {metric} {record[f'val_{metric}']:.4f} "
             f"(best {best[f'val_{metric}']:.4f} @ {best['epoch']})",
         )
-    last_state = _snapshot(model, optimizer, steps)
+    last_state = _snapshot(model, optimizer, averaged)
     # Checkpoints once per run, not per epoch: an orbax save takes longer than a Cora epoch.
     checkpoints = Checkpoints(run.checkpoint_dir)
     meta = {"best_epoch": best["epoch"], f"val_{metric}": best[f"val_{metric}"]}
